@@ -1,0 +1,32 @@
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "monet_jpg").is_dir():
+        pytest.skip(f"the real paintings are not at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def painter(tmp_path, monkeypatch):
+    """Run `painter ...` in-process with a private workdir and submissions folder; returns the result."""
+    monkeypatch.setenv("PAINTER_WORKDIR", str(tmp_path / "work"))
+    monkeypatch.setenv("PAINTER_SUBMISSIONS", str(tmp_path / "submissions"))
+    monkeypatch.delenv("PAINTER_INCEPTION_WEIGHTS", raising=False)
+
+    def invoke(*args: str, ok: bool = True):
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
