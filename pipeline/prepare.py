@@ -1,0 +1,103 @@
+"""prepare: decode the paintings once into uint8 NCHW tensor shards with a manifest.
+
+Training loads the shards straight onto its device; score uses the 256 px shards as the
+reference set, so both training and reference resolutions are prepared.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .artifacts import Workdir, require_stamp, run_stage, sha256_file, write_bytes_atomic, write_json_atomic
+from .config import Config
+from .download import source_id
+from .errors import PainterError
+from .images import load_rgb
+
+VERSION = 1
+REFERENCE_RESOLUTION = 256  # the competition's image size: what submissions are scored at
+SHARD_BYTES = 64 << 20      # keeps each file small enough to load, verify and copy quickly
+
+
+def resolutions(cfg: Config) -> list[int]:
+    return sorted({cfg.data.resolution, REFERENCE_RESOLUTION})
+
+
+def shards_dir(cfg: Config, wd: Workdir, resolution: int) -> Path:
+    return wd.shards(source_id(cfg.data.source), resolution)
+
+
+def pack(files: list[Path], resolution: int, out: Path, log=print) -> dict:
+    per_shard = max(1, SHARD_BYTES // (3 * resolution * resolution))
+    skipped, changed, images, sources = [], [], [], []
+    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
+        results = pool.map(lambda p: _try_load(p, resolution), files)
+        for path, (array, notes, error) in tqdm(zip(files, results), total=len(files),
+                                                desc=f"prepare {resolution}px", unit="img"):
+            if error:
+                skipped.append({"file": path.name, "reason": error})
+                continue
+            if notes:
+                changed.append({"file": path.name, "changes": notes})
+            images.append(array)
+            sources.append(path.name)
+    for item in skipped:
+        log(f"  skipped {item['file']}: {item['reason']}")
+    if not images:
+        raise PainterError(f"no usable image among {len(files)} files in {files[0].parent if files else 'the source'}"
+                           " (expected RGB JPEGs such as the competition's monet_jpg/)")
+
+    shards = []
+    for start in range(0, len(images), per_shard):
+        batch = torch.from_numpy(np.stack(images[start:start + per_shard])).permute(0, 3, 1, 2).contiguous()
+        buffer = io.BytesIO()
+        torch.save(batch, buffer)
+        name = f"shard-{len(shards):05d}.pt"
+        write_bytes_atomic(out / name, buffer.getvalue())
+        shards.append({"file": name, "count": len(batch), "sha256": sha256_file(out / name)})
+    manifest = {"count": len(images), "resolution": resolution, "shards": shards,
+                "sources": sources, "skipped": skipped, "changed": changed}
+    write_json_atomic(out / "manifest.json", manifest)
+    return {"count": len(images), "resolution": resolution, "skipped": len(skipped)}
+
+
+def _try_load(path: Path, resolution: int):
+    try:
+        array, notes = load_rgb(path, resolution)
+        return array, notes, None
+    except ValueError as exc:
+        return None, None, str(exc)
+
+
+def load_shards(folder: Path, device: str | torch.device = "cpu") -> torch.Tensor:
+    """All images of a prepared folder as one uint8 N x 3 x R x R tensor, checked against the manifest."""
+    require_stamp(folder, "shards", "painter prepare")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    parts = []
+    for shard in manifest["shards"]:
+        path = folder / shard["file"]
+        if not path.is_file() or sha256_file(path) != shard["sha256"]:
+            raise PainterError(f"shard {path} is missing or corrupt; re-run `painter prepare --force`")
+        parts.append(torch.load(path, weights_only=True))
+    return torch.cat(parts).to(device)
+
+
+def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict[int, dict]:
+    raw = wd.raw(source_id(cfg.data.source))
+    raw_stamp = require_stamp(raw, "download", "painter download")
+    paintings = raw / "monet_jpg"
+    files = sorted(p for p in paintings.iterdir() if p.is_file()) if paintings.is_dir() else []
+    stamps = {}
+    for resolution in resolutions(cfg):
+        inputs = {"version": VERSION, "resolution": resolution,
+                  "download": {"fingerprint": raw_stamp["fingerprint"]}}
+        stamps[resolution] = run_stage(f"prepare {resolution}px", shards_dir(cfg, wd, resolution), inputs,
+                                       lambda out, r=resolution: pack(files, r, out, log), force=force, log=log)
+    return stamps
