@@ -1,0 +1,221 @@
+"""The `painter` command line: one subcommand per stage, plus `run` for the whole chain."""
+
+from __future__ import annotations
+
+import errno
+import functools
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .artifacts import Workdir
+from .config import Config, describe_keys, load_config
+from .errors import PainterError
+
+STAGES = ("download", "prepare", "train", "generate", "score", "submit")
+
+
+class PainterGroup(click.Group):
+    """Lists commands in pipeline order; turns expected failures into one clear message."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PainterError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise click.ClickException(
+                    f"no space left on device while writing {exc.filename or 'an artifact'}. Free some space "
+                    "and run the same command again: finished stages are kept and unfinished ones restart "
+                    "cleanly (training resumes from its last checkpoint).") from None
+            raise
+
+
+def stage_options(func):
+    """--config, --set, --workdir and --force, shared by every stage."""
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                  help="TOML preset, e.g. configs/demo.toml (default: built-in DCGAN settings).")
+    @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                  help="Override one config key; repeatable, e.g. --set train.steps=200.")
+    @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
+                  envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
+    @click.option("--force", is_flag=True, help="Re-run the stage even if its output is up to date.")
+    @functools.wraps(func)
+    def wrapper(config_path, overrides, workdir, force, **kwargs):
+        cfg = load_config(config_path, overrides)
+        return func(cfg=cfg, wd=Workdir(workdir), force=force, **kwargs)
+    return wrapper
+
+
+inception_option = click.option(
+    "--inception-weights", type=click.Path(dir_okay=False), envvar="PAINTER_INCEPTION_WEIGHTS",
+    help="Local Inception weights file for FID/KID/MiFID (env PAINTER_INCEPTION_WEIGHTS); "
+         "without it torch-fidelity downloads them.")
+submissions_option = click.option(
+    "--submissions", type=click.Path(file_okay=False, path_type=Path), default="submissions",
+    envvar="PAINTER_SUBMISSIONS", show_default=True, help="Folder for submissions/<run>/ (env PAINTER_SUBMISSIONS).")
+
+
+@click.group(cls=PainterGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="painter")
+def main():
+    """painter: GAN art for Kaggle's "I'm Something of a Painter Myself".
+
+    Stages run in order, each caching its output under the workdir:
+    download -> prepare -> train -> generate -> score -> submit. `painter run` chains them.
+
+    \b
+    Example (offline, built-in demo data):
+      painter run --config configs/demo.toml
+    """
+
+
+@main.command()
+@stage_options
+@click.option("--source", help='"kaggle", "demo" or a folder with monet_jpg/; shortcut for --set data.source=...')
+def download(cfg: Config, wd: Workdir, force: bool, source: str | None):
+    """Fetch the images into <workdir>/raw/<source>/.
+
+    \b
+    Examples:
+      painter download --source demo
+      painter download --source ../shared/data
+    """
+    from . import download as stage
+    if source:
+        cfg.data.source = source
+    stage.run(cfg, wd, force=force, log=click.echo)
+
+
+@main.command()
+@stage_options
+def prepare(cfg: Config, wd: Workdir, force: bool):
+    """Decode the paintings into uint8 tensor shards (training and 256 px reference).
+
+    \b
+    Example:
+      painter prepare --config configs/demo.toml
+    """
+    from . import prepare as stage
+    stage.run(cfg, wd, force=force, log=click.echo)
+
+
+@main.command()
+@stage_options
+def train(cfg: Config, wd: Workdir, force: bool):
+    """Train the GAN; writes <run>/train/ (generator, sample grids, metrics.csv, losses.png).
+
+    \b
+    Example:
+      painter train --config configs/dcgan.toml --set train.steps=2000
+    """
+    from . import train as stage
+    stage.run(cfg, wd, force=force, log=click.echo)
+
+
+@main.command()
+@stage_options
+def generate(cfg: Config, wd: Workdir, force: bool):
+    """Write generate.count 256x256 JPEGs into <run>/images/.
+
+    \b
+    Example:
+      painter generate --config configs/demo.toml --set generate.count=7500
+    """
+    from . import generate as stage
+    stage.run(cfg, wd, force=force, log=click.echo)
+
+
+@main.command()
+@stage_options
+@inception_option
+def score(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None):
+    """Score generated images against the paintings: SWD always, FID/KID/MiFID with Inception weights.
+
+    \b
+    Example:
+      painter score --config configs/demo.toml --inception-weights ~/pt_inception-2015-12-05-6726825d.pth
+    """
+    from . import score as stage
+    stage.run(cfg, wd, force=force, inception_weights=inception_weights, log=click.echo)
+
+
+@main.command()
+@stage_options
+@submissions_option
+def submit(cfg: Config, wd: Workdir, force: bool, submissions: Path):
+    """Zip and validate the images as submissions/<run>/images.zip, with its score.json.
+
+    \b
+    Example:
+      painter submit --config configs/demo.toml
+    """
+    from . import submit as stage
+    stage.run(cfg, wd, submissions, force=force, log=click.echo)
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
+              envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
+def leaderboard(workdir: Path):
+    """Rank every run in the workdir; writes leaderboard.csv and leaderboard.md there.
+
+    \b
+    Example:
+      painter leaderboard --workdir artifacts
+    """
+    from . import leaderboard as stage
+    stage.run(Workdir(workdir), log=click.echo)
+
+
+@main.command("run")
+@stage_options
+@inception_option
+@submissions_option
+def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None, submissions: Path):
+    """Run the whole chain for one config; up-to-date stages are skipped.
+
+    --force re-runs every stage.
+
+    \b
+    Examples:
+      painter run --config configs/demo.toml
+      painter run --config configs/dcgan.toml --set data.source=../shared/data
+    """
+    from . import download, generate, prepare, score, submit, train
+    download.run(cfg, wd, force=force, log=click.echo)
+    prepare.run(cfg, wd, force=force, log=click.echo)
+    train_stamp = train.run(cfg, wd, force=force, log=click.echo)
+    generate.run(cfg, wd, force=force, log=click.echo)
+    score_stamp = score.run(cfg, wd, force=force, inception_weights=inception_weights, log=click.echo)
+    submit.run(cfg, wd, submissions, force=force, log=click.echo)
+
+    run_dir = wd.run(cfg.run.name)
+    results = score_stamp["summary"]
+    headline = f"SWD {results['swd']:.3f}" + (f", FID {results['fid']:.2f}, MiFID {results['mifid']:.2f}"
+                                               if results.get("fid") is not None else "")
+    click.echo(f"\ndone: {cfg.run.name} ({train_stamp['summary']['arch']}, "
+               f"{train_stamp['summary']['resolution']}px): {headline}")
+    click.echo(f"  submission  {submissions / cfg.run.name / 'images.zip'}")
+    click.echo(f"  score       {run_dir / 'score' / 'score.json'}")
+    click.echo(f"  samples     {run_dir / 'train' / 'samples.png'}")
+    click.echo(f"  losses      {run_dir / 'train' / 'losses.png'}")
+
+
+@main.command("config")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="TOML preset.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one key.")
+@click.option("--keys", is_flag=True, help="List every key with its default and meaning instead.")
+def show_config(config_path: Path | None, overrides: tuple[str, ...], keys: bool):
+    """Print the resolved config (a preset plus overrides) as TOML.
+
+    \b
+    Example:
+      painter config --config configs/demo.toml --set train.steps=50
+    """
+    click.echo(describe_keys() if keys else load_config(config_path, overrides).to_toml())

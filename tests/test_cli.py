@@ -1,0 +1,92 @@
+import json
+import re
+import subprocess
+import sys
+import zipfile
+
+import pandas as pd
+
+from pipeline import submit
+from pipeline.cli import STAGES
+
+from .conftest import REPO
+
+TINY = ["--config", str(REPO / "configs" / "demo.toml"),
+        "--set", "data.demo_paintings=24", "--set", "data.demo_photos=2",
+        "--set", "model.g_channels=8", "--set", "model.d_channels=8", "--set", "model.latent_dim=16",
+        "--set", "train.steps=4", "--set", "train.batch_size=8", "--set", "train.sample_every=2",
+        "--set", "train.checkpoint_every=2", "--set", "train.log_every=1",
+        "--set", "generate.batch_size=500", "--set", "score.max_images=64"]
+
+
+def stage_lines(output: str) -> dict[str, str]:
+    """{'train': 'running (...)' or 'up to date (...)'} from a run's output."""
+    # Not anchored to line starts: a progress bar's last frame may precede a line in captured output.
+    pattern = r"(download|prepare \d+px|train|generate|score|submit): (running|up to date)"
+    return {m.group(1): m.group(2) for m in re.finditer(pattern, output)}
+
+
+def test_whole_chain_then_cached_then_only_what_changed(painter, tmp_path):
+    work, submissions = tmp_path / "work", tmp_path / "submissions"
+    first = painter("run", *TINY)
+    assert set(stage_lines(first.output).values()) == {"running"}
+    assert str(submissions / "demo" / "images.zip") in first.output
+
+    archive = submissions / "demo" / "images.zip"
+    assert submit.validate_zip(archive, progress=False) == []
+    with zipfile.ZipFile(archive) as z:
+        assert len(z.namelist()) == 7000
+    report = json.loads((submissions / "demo" / "score.json").read_text())
+    assert report["swd"]["value"] > 0 and report["n_scored"] == 64 and report["n_generated"] == 7000
+    assert report["inception"]["computed"] is False and "Inception" in report["inception"]["reason"]
+    run_dir = work / "runs" / "demo"
+    for name in ("train/samples.png", "train/losses.png", "train/generator.pt", "train/samples/step_000002.png"):
+        assert (run_dir / name).is_file(), name
+    metrics = pd.read_csv(run_dir / "train" / "metrics.csv")
+    assert metrics["step"].tolist() == [1, 2, 3, 4] and metrics[["loss_d", "loss_g"]].notna().all().all()
+
+    second = painter("run", *TINY)
+    lines = stage_lines(second.output)
+    assert set(lines) == {"download", "prepare 32px", "prepare 256px", "train", "generate", "score", "submit"}
+    assert set(lines.values()) == {"up to date"}
+
+    third = painter("run", *TINY, "--set", "train.steps=5")
+    lines = stage_lines(third.output)
+    assert {k for k, v in lines.items() if v == "running"} == {"train", "generate", "score", "submit"}
+    assert "train: running (train.steps: 4 -> 5)" in third.output
+
+    board = painter("leaderboard")
+    table = pd.read_csv(work / "leaderboard.csv")
+    assert table["run"].tolist() == ["demo"] and table.loc[0, "steps"] == 5
+    assert table.loc[0, "swd"] == json.loads((run_dir / "score" / "score.json").read_text())["swd"]["value"]
+    assert "demo" in board.output and (work / "leaderboard.md").read_text().startswith("| run |")
+
+
+def test_stage_without_its_input_says_what_to_run(painter):
+    result = painter("train", "--config", str(REPO / "configs" / "demo.toml"), ok=False)
+    assert result.exit_code == 1
+    assert "no complete shards" in result.output and "run `painter prepare` first" in result.output
+
+
+def test_kaggle_download_fails_early_and_says_what_it_needs(painter, tmp_path, monkeypatch):
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
+    result = painter("run", "--config", str(REPO / "configs" / "dcgan.toml"), ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    for needed in ("kaggle.json", "KAGGLE_USERNAME", "rules", "--source DIR", "make demo"):
+        assert needed in result.output
+    assert not (tmp_path / "work" / "raw").exists() or not any((tmp_path / "work" / "raw").iterdir())
+
+
+def test_bad_config_is_one_clear_line(painter):
+    result = painter("prepare", "--set", "train.stepz=3", ok=False)
+    assert result.exit_code == 1
+    assert "unknown config key train.stepz" in result.output and "Traceback" not in result.output
+
+
+def test_module_entry_point_lists_every_stage():
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True,
+                            check=True, cwd=REPO)
+    for command in (*STAGES, "leaderboard", "run"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.M), command
