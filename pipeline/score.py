@@ -48,7 +48,8 @@ def summary_lines(report: dict) -> list[str]:
     levels = ", ".join(f"{k}px {v:.2f}" for k, v in swd["per_level"].items())
     lines = [f"score: {report['run']}: {report['n_scored']} of {report['n_generated']} generated images "
              f"vs {report['n_reference']} paintings",
-             f"  SWD    {swd['value']:9.3f}   (x1e3, lower is better; {swd['n_fake']} images; levels {levels})"]
+             f"  SWD    {swd['value']:9.3f}   (x1e3, lower is better; {swd['n_used']} generated vs "
+             f"{swd['n_used']} paintings; per level {levels})"]
     inc = report["inception"]
     if inc["computed"]:
         lines += [f"  FID    {inc['fid']:9.3f}   ({inc['n_fake']} images vs {inc['n_real']})",
@@ -92,7 +93,7 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
         report = {"run": cfg.run.name, "n_generated": len(files), "n_scored": len(picked),
                   "n_reference": len(real),
                   "swd": {"value": swd["swd"], "per_level": swd["swd_per_level"],
-                          "n_real": swd["n_real"], "n_fake": swd["n_fake"]},
+                          "n_used": swd["n_used"]},
                   "inception": inception,
                   "device": str(device), "seconds": round(time.perf_counter() - started, 1)}
         write_json_atomic(out / "score.json", report)
