@@ -11,6 +11,8 @@ import re
 import shutil
 from pathlib import Path
 
+from tqdm import tqdm
+
 from . import demo_data, kaggle_api
 from .artifacts import Workdir, run_stage, sha256_file
 from .config import Config
@@ -69,17 +71,14 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
     else:
         root = Path(source).expanduser().resolve()
         _check_folder(root)
-        inputs.update(path=str(root), digest=_folder_digest(root))
+        inputs.update(source="folder", path=str(root), digest=_folder_digest(root))
 
         def build(out: Path) -> dict:
-            counts = {}
+            files = _folder_files(root)
             for name in FOLDERS:
                 (out / name).mkdir()
-                files = [p for p in sorted((root / name).glob("*")) if p.is_file()] \
-                    if (root / name).is_dir() else []
-                for path in files:
-                    shutil.copyfile(path, out / name / path.name)
-                counts[name] = len(files)
-            return counts
+            for path in tqdm(files, desc="download: copy", unit="file"):
+                shutil.copyfile(path, out / path.relative_to(root))
+            return {name: sum(p.parent.name == name for p in files) for name in FOLDERS}
 
     return run_stage("download", wd.raw(source_id(source)), inputs, build, force=force, log=log)

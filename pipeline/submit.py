@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from .artifacts import Workdir, require_stamp, run_stage
+from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage
 from .config import Config
 from .errors import PainterError
 from .generate import images_dir
@@ -83,7 +83,7 @@ def run(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False, log
               "score": {"fingerprint": score_stamp["fingerprint"]}}
 
     def build(out: Path) -> dict:
-        files = sorted(p for p in generated.iterdir() if p.is_file() and not p.name.startswith("_"))
+        files = sorted(p for p in generated.iterdir() if p.is_file() and p.name != STAMP_NAME)
         write_zip(files, out / "images.zip")
         problems = validate_zip(out / "images.zip")
         if problems and not force:

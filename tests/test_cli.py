@@ -5,6 +5,7 @@ import sys
 import zipfile
 
 import pandas as pd
+from PIL import Image
 
 from pipeline import submit
 from pipeline.cli import STAGES
@@ -60,6 +61,24 @@ def test_whole_chain_then_cached_then_only_what_changed(painter, tmp_path):
     assert table["run"].tolist() == ["demo"] and table.loc[0, "steps"] == 5
     assert table.loc[0, "swd"] == json.loads((run_dir / "score" / "score.json").read_text())["swd"]["value"]
     assert "demo" in board.output and (work / "leaderboard.md").read_text().startswith("| run |")
+
+
+def test_download_from_a_folder_is_cached_by_content(painter, tmp_path, monkeypatch):
+    source = tmp_path / "competition"
+    (source / "monet_jpg").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (256, 256), (i * 50, 10, 10)).save(source / "monet_jpg" / f"{i}.jpg")
+    assert "download: running" in painter("download", "--source", str(source)).output
+    monkeypatch.chdir(tmp_path)   # the same folder spelled differently is the same source
+    assert "download: up to date" in painter("download", "--source", "competition").output
+    Image.new("RGB", (256, 256), (0, 200, 0)).save(source / "monet_jpg" / "1.jpg")
+    assert "download: running (digest changed)" in painter("download", "--source", str(source)).output
+    copied = next((tmp_path / "work" / "raw").iterdir()) / "monet_jpg" / "1.jpg"
+    assert copied.read_bytes() == (source / "monet_jpg" / "1.jpg").read_bytes()
+
+    (tmp_path / "flat").mkdir()
+    result = painter("download", "--source", str(tmp_path / "flat"), ok=False)
+    assert result.exit_code == 1 and "has no monet_jpg/ folder" in result.output
 
 
 def test_stage_without_its_input_says_what_to_run(painter):
