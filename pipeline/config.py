@@ -43,7 +43,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = _spec("dcgan", choices=("dcgan",), help="generator/discriminator family")
+    arch: str = _spec("dcgan", choices=("dcgan", "wgan", "wgan-gp", "sngan"),
+                      help="loss and critic: dcgan (BCE), wgan (clipping), wgan-gp (penalty), sngan (hinge)")
     latent_dim: int = _spec(100, min=1, max=4096, help="size of the noise vector z")
     g_channels: int = _spec(64, min=4, max=1024, help="generator width (ngf in the DCGAN tutorial)")
     d_channels: int = _spec(64, min=4, max=1024, help="discriminator width (ndf)")
@@ -52,11 +53,24 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     steps: int = _spec(5000, min=1, help="generator steps")
-    batch_size: int = _spec(64, min=1, max=4096)
+    batch_size: int = _spec(64, min=1, max=4096, help="images per step (per process under torchrun)")
+    optimizer: str = _spec("adam", choices=("adam", "rmsprop"), help="rmsprop for the original WGAN")
     lr_g: float = _spec(2e-4, min=0.0, max=1.0)
     lr_d: float = _spec(2e-4, min=0.0, max=1.0)
-    beta1: float = _spec(0.5, min=0.0, max=1.0)
-    beta2: float = _spec(0.999, min=0.0, max=1.0)
+    beta1: float = _spec(0.5, min=0.0, max=1.0, help="Adam's beta1")
+    beta2: float = _spec(0.999, min=0.0, max=1.0, help="Adam's beta2")
+    n_critic: int = _spec(1, min=1, max=100, help="discriminator steps per generator step")
+    critic_warmup: bool = _spec(False, help="WGAN's schedule: 100 critic steps for the first 25 generator "
+                                               "steps and every 500th")
+    clip: float = _spec(0.0, min=0.0, help="clip critic weights to [-clip, clip] (WGAN: 0.01); 0 = off")
+    gp_weight: float = _spec(0.0, min=0.0, help="gradient penalty weight lambda (WGAN-GP: 10); 0 = off")
+    diffaugment: str = _spec("", help='DiffAugment policy for real and fake images, e.g. "color,translation,cutout"; "" = off')
+    hflip: bool = _spec(True, help="randomly mirror real images left-right")
+    ema_decay: float = _spec(0.999, min=0.0, max=0.99999, help="EMA of generator weights for samples and "
+                                                                    "generation; 0 = off")
+    amp: bool = _spec(True, help="mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)")
+    channels_last: bool = _spec(True, help="channels-last memory layout on CUDA")
+    compile: bool = _spec(False, help="torch.compile the networks (slow start, faster steps on GPU)")
     seed: int = _spec(0, min=0)
     log_every: int = _spec(10, min=1, help="steps between rows of metrics.csv")
     sample_every: int = _spec(500, min=1, help="steps between sample grids")
@@ -103,6 +117,7 @@ class Config:
         return "\n".join(lines)
 
 
+DIFFAUGMENT = ("color", "translation", "cutout")  # the policies pipeline.augment implements
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
 
 
@@ -183,6 +198,10 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
         _apply(config, parse_override(text), f"--set {text}")
     if not config.run.name:
         config.run.name = Path(path).stem if path is not None else config.model.arch
+    unknown = [p.strip() for p in config.train.diffaugment.split(",") if p.strip() and p.strip() not in DIFFAUGMENT]
+    if unknown:
+        raise PainterError(f"config key train.diffaugment: unknown policy {unknown[0]!r}; "
+                           f"use a comma-separated list of {', '.join(DIFFAUGMENT)}, or \"\" for none")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.run.name):
         raise PainterError(f"config key run.name: {config.run.name!r} must be a folder name "
                            "(letters, digits, '.', '_' or '-')")

@@ -1,4 +1,4 @@
-"""Generators and discriminators, built for any power-of-two resolution from 32 to 256 px.
+"""Generators and discriminators (critics), built for any power-of-two resolution from 32 to 256 px.
 
 DCGAN follows the PyTorch DCGAN tutorial (Radford et al. 2015): transposed convolutions
 4x4 -> ... -> R with batch norm and ReLU in G, strided convolutions with LeakyReLU in D.
@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 
 def _widths(base: int, resolution: int) -> list[int]:
@@ -37,15 +38,28 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Outputs one logit per image (the tutorial's Sigmoid is folded into BCEWithLogits for stability)."""
+    """Outputs one logit (or critic value) per image; no sigmoid, the losses work on raw outputs.
 
-    def __init__(self, resolution: int, channels: int):
+    norm: "batch" (DCGAN, WGAN), "layer" (WGAN-GP: the gradient penalty is per sample, so the
+    critic must not mix samples through batch statistics), or "spectral" (SNGAN: every
+    convolution spectrally normalised, no other normalisation).
+    """
+
+    def __init__(self, resolution: int, channels: int, norm: str = "batch"):
         super().__init__()
         widths = _widths(channels, resolution)
-        layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+
+        def conv(c_in: int, c_out: int, *args) -> nn.Module:
+            layer = nn.Conv2d(c_in, c_out, *args, bias=norm == "spectral")
+            return spectral_norm(layer) if norm == "spectral" else layer
+
+        def normalise(c: int) -> list[nn.Module]:
+            return {"batch": [nn.BatchNorm2d(c)], "layer": [nn.GroupNorm(1, c)]}.get(norm, [])
+
+        layers: list[nn.Module] = [conv(3, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in zip(widths, widths[1:]):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
-        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)]
+            layers += [conv(c_in, c_out, 4, 2, 1), *normalise(c_out), nn.LeakyReLU(0.2, True)]
+        layers += [conv(widths[-1], 1, 4, 1, 0)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,28 +67,34 @@ class DCGANDiscriminator(nn.Module):
 
 
 def dcgan_init(module: nn.Module) -> None:
-    """The DCGAN paper's initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales."""
+    """The DCGAN paper's initialisation: N(0, 0.02) convolutions, N(1, 0.02) normalisation scales."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, nn.BatchNorm2d):
+        weight = module.parametrizations.weight.original if hasattr(module, "parametrizations") else module.weight
+        nn.init.normal_(weight, 0.0, 0.02)
+    elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
 
+# Every architecture shares the DCGAN generator; they differ in the critic and the loss (losses.py).
+DISCRIMINATOR_NORM = {"dcgan": "batch", "wgan": "batch", "wgan-gp": "layer", "sngan": "spectral"}
+ARCHITECTURES = tuple(DISCRIMINATOR_NORM)
+
+
 def build_generator(arch: str, resolution: int, latent_dim: int, g_channels: int) -> nn.Module:
-    if arch == "dcgan":
-        g = DCGANGenerator(resolution, latent_dim, g_channels)
-        g.apply(dcgan_init)
-        return g
-    raise ValueError(f"unknown architecture {arch!r}")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    g = DCGANGenerator(resolution, latent_dim, g_channels)
+    g.apply(dcgan_init)
+    return g
 
 
 def build_discriminator(arch: str, resolution: int, d_channels: int) -> nn.Module:
-    if arch == "dcgan":
-        d = DCGANDiscriminator(resolution, d_channels)
-        d.apply(dcgan_init)
-        return d
-    raise ValueError(f"unknown architecture {arch!r}")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    d = DCGANDiscriminator(resolution, d_channels, DISCRIMINATOR_NORM[arch])
+    d.apply(dcgan_init)
+    return d
 
 
 @torch.no_grad()
