@@ -26,7 +26,9 @@ class PainterGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PainterError as exc:
-            raise click.ClickException(str(exc)) from None
+            error = click.ClickException(str(exc))
+            error.exit_code = getattr(exc, "exit_code", 1)  # 128 + signal number after a signal stop
+            raise error from None
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise click.ClickException(
