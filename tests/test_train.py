@@ -1,0 +1,178 @@
+"""Training: every architecture, the critic schedule, the penalty, exact resume, the NaN guard, DDP."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import losses, train
+from pipeline.config import load_config
+from pipeline.errors import PainterError
+from pipeline.models import ARCHITECTURES
+from pipeline.train import Process, Trainer
+
+from .conftest import REPO
+
+TINY = ["--set", "data.demo_paintings=16", "--set", "data.demo_photos=0", "--set", "model.g_channels=8",
+        "--set", "model.d_channels=8", "--set", "model.latent_dim=8", "--set", "train.batch_size=4",
+        "--set", "train.log_every=1", "--set", "train.sample_every=1000"]
+
+
+def config(arch: str, *overrides: str):
+    return load_config(REPO / "configs" / f"{arch}.toml", ["data.resolution=32", "model.g_channels=8",
+                                                             "model.d_channels=8", "model.latent_dim=8",
+                                                             "train.batch_size=4", *overrides])
+
+
+def test_config_and_models_agree_on_the_architectures():
+    from pipeline.config import ModelConfig
+    import dataclasses
+    choices = {f.name: f for f in dataclasses.fields(ModelConfig)}["arch"].metadata["choices"]
+    assert choices == ARCHITECTURES
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("augment", ["", "color,translation,cutout"])
+def test_each_architecture_trains_with_finite_losses(arch, augment):
+    cfg = config(arch, "train.critic_warmup=false", f"train.diffaugment={augment}")
+    data = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    trainer = Trainer(cfg, data, torch.device("cpu"), Process())
+    before = [p.clone() for p in trainer.g.parameters()]
+    for step in range(3):
+        stats = trainer.train_step(step)
+        assert all(torch.isfinite(stats[k]) for k in ("loss_d", "loss_g", "gp", "d_real", "d_fake"))
+    assert stats["images"] == cfg.train.n_critic * 4
+    assert (stats["gp"] > 0) == (arch == "wgan-gp")
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.g.parameters()))
+    assert trainer.samples().shape == (64, 3, 32, 32)
+    if arch == "wgan":   # clipping keeps every critic weight within [-c, c]
+        assert max(p.abs().max().item() for p in trainer.d.parameters()) <= cfg.train.clip + 1e-9
+
+
+def test_gradient_penalty_value_on_a_linear_critic():
+    # D(x) = <w, x> has gradient w everywhere, so the penalty is (||w|| - 1)^2 exactly.
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1, bias=False))
+    torch.nn.init.normal_(critic[1].weight)
+    real, fake = torch.rand(5, 3, 8, 8), torch.rand(5, 3, 8, 8)
+    expected = (critic[1].weight.norm() - 1) ** 2
+    assert losses.gradient_penalty(critic, real, fake).item() == pytest.approx(expected.item(), rel=1e-5)
+    critic[1].weight.data /= critic[1].weight.norm()
+    assert losses.gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_loss_definitions():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-1.0, 0.5])
+    assert losses.discriminator_loss("wgan", real, fake).item() == pytest.approx(-1.5)   # E[D(fake)] - E[D(real)]
+    assert losses.discriminator_loss("sngan", real, fake).item() == pytest.approx(0.25 + 0.75)  # hinge
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    assert losses.discriminator_loss("dcgan", real, fake).item() == pytest.approx(
+        (bce(real, torch.ones(2)) + bce(fake, torch.zeros(2))).item())
+    assert losses.generator_loss("dcgan", fake).item() == pytest.approx(bce(fake, torch.ones(2)).item())
+    assert losses.generator_loss("wgan-gp", fake).item() == pytest.approx(0.25)
+
+
+def test_critic_schedule_counts_generator_steps():
+    trainer = Trainer(config("wgan"), torch.zeros(3, 3, 32, 32, dtype=torch.uint8), torch.device("cpu"), Process())
+    schedule = [trainer.critic_steps(step) for step in (0, 24, 25, 26, 499, 500, 501, 1000)]
+    assert schedule == [100, 100, 5, 5, 5, 100, 5, 100]
+    trainer.tc.critic_warmup = False
+    assert trainer.critic_steps(0) == 5
+
+
+def run_cli(painter, arch: str, *extra: str, ok: bool = True):
+    return painter("train", "--config", str(REPO / "configs" / f"{arch}.toml"), "--set", "data.source=demo",
+                   "--set", "data.resolution=32", *TINY, *extra, ok=ok)
+
+
+def final_state(tmp_path, name: str) -> dict:
+    return torch.load(tmp_path / "work" / "runs" / name / "train" / "checkpoint.pt", weights_only=True)["trainer"]
+
+
+def assert_same_state(a: dict, b: dict, path: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same_state(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, (list, tuple)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+@pytest.fixture
+def prepared(painter):
+    args = ["--config", str(REPO / "configs" / "wgan-gp.toml"), "--set", "data.source=demo",
+            "--set", "data.resolution=32", *TINY]
+    painter("download", *args)
+    painter("prepare", *args)
+
+
+RESUME_ARGS = ["--set", "train.steps=12", "--set", "train.checkpoint_every=4",
+               "--set", "train.diffaugment=color,translation,cutout"]
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(painter, prepared, tmp_path, monkeypatch):
+    run_cli(painter, "wgan-gp", *RESUME_ARGS, "--set", "run.name=straight")
+
+    real_step = Trainer.train_step
+
+    def step_then_sigterm(self, step):
+        stats = real_step(self, step)
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)   # a real signal, caught by the training loop
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_sigterm)
+    stopped = run_cli(painter, "wgan-gp", *RESUME_ARGS, "--set", "run.name=interrupted", ok=False)
+    assert stopped.exit_code == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM at step 6 of 12; checkpoint saved" in stopped.output
+    assert torch.load(tmp_path / "work/runs/interrupted/train/checkpoint.pt", weights_only=True)["step"] == 6
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+
+    resumed = run_cli(painter, "wgan-gp", *RESUME_ARGS, "--set", "run.name=interrupted")
+    assert "train: resuming from step 6 of 12" in resumed.output
+    assert_same_state(final_state(tmp_path, "straight"), final_state(tmp_path, "interrupted"))
+    steps = pd.read_csv(tmp_path / "work/runs/interrupted/train/metrics.csv")["step"].tolist()
+    assert steps == list(range(1, 13))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(painter, prepared, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = train.generator_loss
+
+    def loss_that_explodes(arch, fake):
+        calls["n"] += 1
+        loss = real_loss(arch, fake)
+        return loss * float("nan") if calls["n"] > 9 else loss
+
+    monkeypatch.setattr(train, "generator_loss", loss_that_explodes)
+    result = run_cli(painter, "wgan-gp", "--set", "train.steps=20", "--set", "train.checkpoint_every=4",
+                     "--set", "train.log_every=5", ok=False)
+    assert result.exit_code == 1
+    assert "training diverged: a loss became NaN or inf by step 10; the checkpoint of step 8 is kept" in result.output
+    checkpoint = torch.load(tmp_path / "work/runs/wgan-gp/train/checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 8
+    assert all(torch.isfinite(t).all() for t in checkpoint["trainer"]["g"].values())
+    assert not (tmp_path / "work/runs/wgan-gp/train/_stamp.json").exists()
+
+
+def test_two_processes_under_torchrun_train_one_model(painter, prepared, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "pipeline", "train", "--config", str(REPO / "configs" / "sngan.toml"),
+               "--set", "data.source=demo", "--set", "data.resolution=32", *TINY, "--set", "train.steps=6",
+               "--set", "train.checkpoint_every=3"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = tmp_path / "work" / "runs" / "sngan" / "train"
+    summary = pd.read_json(out / "summary.json", typ="series")
+    assert summary["world_size"] == 2 and summary["ranks_in_sync"]
+    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == list(range(1, 7))   # rank 0 alone writes
+    assert result.stdout.count("train: running") == 1
