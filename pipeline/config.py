@@ -68,7 +68,8 @@ class TrainConfig:
     hflip: bool = _spec(True, help="randomly mirror real images left-right")
     ema_decay: float = _spec(0.999, min=0.0, max=0.99999, help="EMA of generator weights for samples and "
                                                                     "generation; 0 = off")
-    amp: bool = _spec(True, help="mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling)")
+    amp: bool = _spec(True, help="mixed precision: bf16 on GPUs and CPUs that support it natively, "
+                                 "fp16 with loss scaling on older GPUs; losses and penalty stay fp32")
     channels_last: bool = _spec(True, help="channels-last memory layout on CUDA")
     compile: bool = _spec(False, help="torch.compile the networks (slow start, faster steps on GPU)")
     seed: int = _spec(0, min=0)

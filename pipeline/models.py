@@ -98,7 +98,7 @@ def build_discriminator(arch: str, resolution: int, d_channels: int) -> nn.Modul
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(generator: nn.Module, latent_dim: int, batches: int = 32, batch_size: int = 64,
+def recalibrate_batchnorm(generator: nn.Module, latent_dim: int, batches: int = 8, batch_size: int = 64,
                           seed: int = 0) -> None:
     """Re-estimate batch-norm statistics as exact averages over fresh noise.
 
