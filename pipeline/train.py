@@ -132,6 +132,13 @@ def _stop_on_signals():
             signal.signal(s, h)
 
 
+def critic_steps(step: int, n_critic: int, warmup: bool) -> int:
+    """Critic steps for generator step `step` (0-based); counted in generator steps, never epochs."""
+    if warmup and (step < 25 or step % 500 == 0):
+        return WARMUP_CRITIC_STEPS
+    return n_critic
+
+
 class Trainer:
     """Networks, optimisers and RNG streams of one run; state_dict() is the whole checkpoint."""
 
@@ -192,9 +199,7 @@ class Trainer:
         return torch.randn(self.tc.batch_size, self.g.latent_dim, generator=self.sampler, device=self.device)
 
     def critic_steps(self, step: int) -> int:
-        if self.tc.critic_warmup and (step < 25 or step % 500 == 0):
-            return WARMUP_CRITIC_STEPS
-        return self.tc.n_critic
+        return critic_steps(step, self.tc.n_critic, self.tc.critic_warmup)
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One generator step and its critic steps; returns device tensors (no host sync)."""
