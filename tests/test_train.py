@@ -36,6 +36,20 @@ def test_config_and_models_agree_on_the_architectures():
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("resolution", [32, 64, 128, 256])
+def test_models_build_at_every_resolution(arch, resolution):
+    from pipeline.models import build_discriminator, build_generator
+    g, d = build_generator(arch, resolution, 8, 4), build_discriminator(arch, resolution, 4)
+    images = g(torch.randn(2, 8))
+    assert images.shape == (2, 3, resolution, resolution) and images.abs().max() <= 1
+    assert d(images).shape == (2,)
+    # Widths halve from the 4x4 layer to the base width (the tutorial's ngf*8..ngf at 64 px), capped at 8x.
+    widths = [m.out_channels for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    expected = [min(4 * 2 ** i, 32) for i in reversed(range(resolution.bit_length() - 3))]
+    assert widths == expected + [3]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("augment", ["", "color,translation,cutout"])
 def test_each_architecture_trains_with_finite_losses(arch, augment):
     cfg = config(arch, "train.critic_warmup=false", f"train.diffaugment={augment}")
