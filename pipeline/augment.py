@@ -21,7 +21,10 @@ CUTOUT_RATIO = 0.5  # side of the cut rectangle, as a fraction of the image size
 
 def parse_policy(policy: str) -> tuple[str, ...]:
     """"color,translation,cutout" -> ("color", "translation", "cutout"); "" -> ()."""
-    names = tuple(name.strip() for name in policy.split(",") if name.strip())
+    return _checked(tuple(name.strip() for name in policy.split(",") if name.strip()))
+
+
+def _checked(names: tuple[str, ...]) -> tuple[str, ...]:
     for name in names:
         if name not in POLICIES:
             raise ValueError(f"unknown DiffAugment policy {name!r}; allowed: {', '.join(POLICIES)}")
@@ -89,11 +92,8 @@ _OPS = {"color": _color, "translation": _translation, "cutout": _cutout}
 
 def diff_augment(x: torch.Tensor, policy: tuple[str, ...]) -> torch.Tensor:
     """Apply the named DiffAugment ops in order; an empty policy returns x itself."""
-    if isinstance(policy, str):  # iterating a string would yield letters, not names
-        policy = parse_policy(policy)
-    for name in policy:
-        if name not in _OPS:
-            raise ValueError(f"unknown DiffAugment policy {name!r}; allowed: {', '.join(POLICIES)}")
+    # A string would iterate as letters, not names.
+    for name in parse_policy(policy) if isinstance(policy, str) else _checked(policy):
         x = _OPS[name](x)
     return x
 

@@ -118,7 +118,6 @@ class Config:
         return "\n".join(lines)
 
 
-DIFFAUGMENT = ("color", "translation", "cutout")  # the policies pipeline.augment implements
 SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
 
 
@@ -199,10 +198,12 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
         _apply(config, parse_override(text), f"--set {text}")
     if not config.run.name:
         config.run.name = Path(path).stem if path is not None else config.model.arch
-    unknown = [p.strip() for p in config.train.diffaugment.split(",") if p.strip() and p.strip() not in DIFFAUGMENT]
-    if unknown:
-        raise PainterError(f"config key train.diffaugment: unknown policy {unknown[0]!r}; "
-                           f"use a comma-separated list of {', '.join(DIFFAUGMENT)}, or \"\" for none")
+    from .augment import parse_policy  # here, not at the top: it imports torch, which `painter --help` need not
+
+    try:
+        parse_policy(config.train.diffaugment)
+    except ValueError as exc:
+        raise PainterError(f"config key train.diffaugment: {exc}; or \"\" for none") from None
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.run.name):
         raise PainterError(f"config key run.name: {config.run.name!r} must be a folder name "
                            "(letters, digits, '.', '_' or '-')")

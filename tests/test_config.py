@@ -40,6 +40,8 @@ def test_preset_values_and_overrides(tmp_path):
     ("[score]\ninception = 1\n", "score.inception: expected true or false, got 1"),
     ("[run]\nname = \"../escape\"\n", "run.name: '../escape' must be a folder name"),
     ("[train\nsteps = 3\n", "is not valid TOML"),
+    ("[train]\ndiffaugment = \"color,zoom\"\n",
+     "train.diffaugment: unknown DiffAugment policy 'zoom'; allowed: color, translation, cutout"),
 ])
 def test_bad_config_names_the_key_and_what_is_allowed(tmp_path, text, message):
     with pytest.raises(PainterError, match=None) as info:
