@@ -13,11 +13,11 @@ from tqdm import tqdm
 
 from .artifacts import Workdir, require_stamp, run_stage
 from .config import Config
+from .images import COMPETITION_SIZE
 from .models import build_generator
 from .train import resolve_device, train_dir
 
 VERSION = 1
-OUTPUT_SIZE = 256  # what the competition accepts
 
 
 def images_dir(cfg: Config, wd: Workdir) -> Path:
@@ -33,9 +33,9 @@ def load_generator(path: Path, device: torch.device) -> torch.nn.Module:
 
 def to_uint8_256(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] N x 3 x R x R -> uint8 N x 256 x 256 x 3 (HWC, ready for PIL); bicubic when upsampling."""
-    if images.shape[-1] != OUTPUT_SIZE:
-        images = F.interpolate(images, size=(OUTPUT_SIZE, OUTPUT_SIZE), mode="bicubic", align_corners=False,
-                               antialias=images.shape[-1] > OUTPUT_SIZE)
+    if images.shape[-1] != COMPETITION_SIZE:
+        images = F.interpolate(images, size=(COMPETITION_SIZE, COMPETITION_SIZE), mode="bicubic",
+                               align_corners=False, antialias=images.shape[-1] > COMPETITION_SIZE)
     return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
@@ -71,6 +71,6 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
         device = resolve_device(cfg.run.device)
         generator = load_generator(trained / "generator.pt", device)
         write_images(generator, out, gc.count, gc.seed, gc.batch_size, gc.jpeg_quality, device)
-        return {"count": gc.count, "size": OUTPUT_SIZE}
+        return {"count": gc.count, "size": COMPETITION_SIZE}
 
     return run_stage("generate", images_dir(cfg, wd), inputs, build, force=force, log=log)

@@ -11,7 +11,7 @@ from torchvision.utils import save_image
 
 from .artifacts import write_bytes_atomic
 
-COMPETITION_SIZE = 256
+COMPETITION_SIZE = 256  # Kaggle's images are, and submissions must be, 256x256
 
 
 # Real-world folders hold grayscale, CMYK, palette and transparent images; all become RGB.

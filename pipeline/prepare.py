@@ -19,15 +19,14 @@ from .artifacts import Workdir, require_stamp, run_stage, sha256_file, write_byt
 from .config import Config
 from .download import source_id
 from .errors import PainterError
-from .images import load_rgb
+from .images import COMPETITION_SIZE, load_rgb
 
 VERSION = 1
-REFERENCE_RESOLUTION = 256  # the competition's image size: what submissions are scored at
 SHARD_BYTES = 64 << 20      # keeps each file small enough to load, verify and copy quickly
 
 
 def resolutions(cfg: Config) -> list[int]:
-    return sorted({cfg.data.resolution, REFERENCE_RESOLUTION})
+    return sorted({cfg.data.resolution, COMPETITION_SIZE})  # the latter is score's reference set
 
 
 def shards_dir(cfg: Config, wd: Workdir, resolution: int) -> Path:

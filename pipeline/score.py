@@ -19,7 +19,7 @@ from .artifacts import Workdir, require_stamp, run_stage, write_json_atomic
 from .config import Config
 from .errors import PainterError
 from .generate import images_dir
-from .images import load_rgb
+from .images import COMPETITION_SIZE, load_rgb
 from .metrics.inception import find_weights, inception_scores
 from .metrics.swd import sliced_wasserstein_distance
 from .train import resolve_device
@@ -31,7 +31,7 @@ def score_dir(cfg: Config, wd: Workdir) -> Path:
     return wd.run(cfg.run.name) / "score"
 
 
-def read_images(files: list[Path], size: int = prepare.REFERENCE_RESOLUTION) -> torch.Tensor:
+def read_images(files: list[Path], size: int = COMPETITION_SIZE) -> torch.Tensor:
     def load(path: Path) -> np.ndarray:
         try:
             return load_rgb(path, size)[0]
@@ -64,7 +64,7 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
         log=print) -> dict:
     generated = images_dir(cfg, wd)
     generated_stamp = require_stamp(generated, "generated images", "painter generate")
-    reference = prepare.shards_dir(cfg, wd, prepare.REFERENCE_RESOLUTION)
+    reference = prepare.shards_dir(cfg, wd, COMPETITION_SIZE)
     reference_stamp = require_stamp(reference, "reference shards", "painter prepare")
     sc = cfg.score
     weights = find_weights(inception_weights) if sc.inception else None

@@ -19,11 +19,11 @@ from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage
 from .config import Config
 from .errors import PainterError
 from .generate import images_dir
+from .images import COMPETITION_SIZE
 from .score import score_dir
 
 VERSION = 1
 MIN_IMAGES, MAX_IMAGES = 7_000, 10_000
-IMAGE_SIZE = (256, 256)
 
 
 def member_problem(name: str, data: bytes) -> str | None:
@@ -37,7 +37,7 @@ def member_problem(name: str, data: bytes) -> str | None:
             img.load()
             if img.format != "JPEG":
                 return f"is a {img.format} image, not a JPEG"
-            if img.size != IMAGE_SIZE:
+            if img.size != (COMPETITION_SIZE, COMPETITION_SIZE):
                 return f"is {img.size[0]}x{img.size[1]}, not 256x256"
             if img.mode != "RGB":
                 return f"is {img.mode}, not RGB"
