@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -51,6 +52,14 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def write_torch_atomic(path: Path, obj: Any) -> None:
+    import torch  # here, not at the top: the CLI imports this module before it needs torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def read_stamp(out_dir: Path) -> dict | None:
@@ -96,6 +105,11 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def clear_folder(folder: Path) -> None:
+    for path in Path(folder).iterdir():
+        _remove(path)
 
 
 def run_stage(

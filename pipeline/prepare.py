@@ -6,7 +6,6 @@ reference set, so both training and reference resolutions are prepared.
 
 from __future__ import annotations
 
-import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .artifacts import Workdir, require_stamp, run_stage, sha256_file, write_bytes_atomic, write_json_atomic
+from .artifacts import Workdir, require_stamp, run_stage, sha256_file, write_json_atomic, write_torch_atomic
 from .config import Config
 from .download import source_id
 from .errors import PainterError
@@ -56,10 +55,8 @@ def pack(files: list[Path], resolution: int, out: Path, log=print) -> dict:
     shards = []
     for start in range(0, len(images), per_shard):
         batch = torch.from_numpy(np.stack(images[start:start + per_shard])).permute(0, 3, 1, 2).contiguous()
-        buffer = io.BytesIO()
-        torch.save(batch, buffer)
         name = f"shard-{len(shards):05d}.pt"
-        write_bytes_atomic(out / name, buffer.getvalue())
+        write_torch_atomic(out / name, batch)
         shards.append({"file": name, "count": len(batch), "sha256": sha256_file(out / name)})
     manifest = {"count": len(images), "resolution": resolution, "shards": shards,
                 "sources": sources, "skipped": skipped, "changed": changed}

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import copy
 import csv
-import io
 import os
-import shutil
 import signal
 import threading
 import time
@@ -33,7 +31,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import prepare
-from .artifacts import Workdir, fingerprint, read_stamp, require_stamp, run_stage, write_bytes_atomic, write_json_atomic
+from .artifacts import (Workdir, clear_folder, fingerprint, read_stamp, require_stamp, run_stage, write_json_atomic,
+                        write_torch_atomic)
 from .augment import diff_augment, parse_policy, random_hflip
 from .config import Config
 from .errors import PainterError
@@ -105,12 +104,6 @@ def cpu_has_native_bf16() -> bool:
 
 def train_dir(cfg: Config, wd: Workdir) -> Path:
     return wd.run(cfg.run.name) / "train"
-
-
-def _save_torch(obj, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
 
 
 @contextmanager
@@ -292,11 +285,6 @@ def _metrics_rows_until(path: Path, step: int) -> list[dict]:
         return [row for row in csv.DictReader(fh) if int(row["step"]) <= step]
 
 
-def _clear(folder: Path) -> None:
-    for path in folder.iterdir():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-
 def _any_rank(flag: bool, process: Process, device: torch.device) -> bool:
     if process.world == 1:
         return flag
@@ -323,7 +311,7 @@ def fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, *, fresh: bo
         start_step, seconds = checkpoint["step"], checkpoint["seconds"]
         log(f"train: resuming from step {start_step} of {tc.steps}")
     elif process.main:
-        _clear(out)  # another config's files must not mix with this run's
+        clear_folder(out)  # another config's files must not mix with this run's
     if process.world > 1:
         dist.barrier()
 
@@ -338,8 +326,8 @@ def fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, *, fresh: bo
 
     def save_checkpoint(step: int) -> None:
         if process.main:
-            _save_torch({"fingerprint": run_fingerprint, "step": step, "seconds": seconds,
-                         "trainer": trainer.state_dict()}, checkpoint_path)
+            write_torch_atomic(checkpoint_path, {"fingerprint": run_fingerprint, "step": step, "seconds": seconds,
+                                                 "trainer": trainer.state_dict()})
 
     diverged = torch.zeros((), dtype=torch.bool, device=device)
     last_checkpoint = start_step
@@ -415,9 +403,9 @@ def fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, *, fresh: bo
     # Generation runs in eval mode: give it exact batch-norm statistics of the final generator.
     final = trainer.sampling_generator
     recalibrate_batchnorm(final, cfg.model.latent_dim, seed=tc.seed)
-    _save_torch({"arch": cfg.model.arch, "resolution": trainer.resolution, "latent_dim": cfg.model.latent_dim,
-                 "g_channels": cfg.model.g_channels, "ema": trainer.ema is not None,
-                 "state_dict": final.state_dict()}, out / "generator.pt")
+    write_torch_atomic(out / "generator.pt", {
+        "arch": cfg.model.arch, "resolution": trainer.resolution, "latent_dim": cfg.model.latent_dim,
+        "g_channels": cfg.model.g_channels, "ema": trainer.ema is not None, "state_dict": final.state_dict()})
     save_grid(trainer.samples(), out / "samples.png")
     plot_losses(metrics_path, out / "losses.png", title=f"{cfg.run.name}: {cfg.model.arch} {trainer.resolution}px")
     write_json_atomic(out / "summary.json", summary)

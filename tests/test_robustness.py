@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import prepare
+from pipeline import artifacts
 
 from .conftest import REPO
 
@@ -61,7 +61,7 @@ def test_full_disk_is_a_clear_error_and_leaves_no_partial_output(painter, tmp_pa
     def disk_full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(prepare, "write_bytes_atomic", disk_full)
+    monkeypatch.setattr(artifacts, "write_bytes_atomic", disk_full)   # every artifact write goes through it
     result = painter("prepare", *TINY, ok=False)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "no space left on device while writing" in result.output and "run the same command again" in result.output

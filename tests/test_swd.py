@@ -1,7 +1,6 @@
 """Tests for the ProGAN sliced Wasserstein distance (pipeline/metrics/swd.py) on real paintings."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -11,7 +11,6 @@ import torch
 
 from pipeline import losses, train
 from pipeline.config import load_config
-from pipeline.errors import PainterError
 from pipeline.models import ARCHITECTURES
 from pipeline.train import Process, Trainer
 
