@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from pipeline.generate import load_generator  # noqa: E402
 from pipeline.images import save_grid  # noqa: E402
 from pipeline.metrics.swd import sliced_wasserstein_distance  # noqa: E402
 from pipeline.models import ARCHITECTURES  # noqa: E402
+from train_throughput import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results"
@@ -52,13 +52,6 @@ def generator_steps_for(budget: int, batch: int, n_critic: int, warmup: bool) ->
         seen += batch * train.critic_steps(steps, n_critic, warmup)
         steps += 1
     return steps, seen
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -109,7 +102,7 @@ def main() -> None:
     runs.sort(key=lambda r: r["swd"])
     write_json_atomic(RESULTS / "quality.json", {
         "benchmark": "quality", "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "device": train.resolve_device(args.device).type},
         "data": "300 Monet paintings (gan-getting-started monet_jpg)", "resolution": 64,
         "budget_images_seen": args.budget, "settings": SETTINGS,
