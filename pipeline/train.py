@@ -294,8 +294,18 @@ def _any_rank(flag: bool, process: Process, device: torch.device) -> bool:
 
 
 def fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, *, fresh: bool, log=print) -> dict:
-    tc = cfg.train
     process, device = start_process_group(cfg.run.device)
+    try:
+        return _fit(cfg, out, shards, run_fingerprint, process, device, fresh=fresh, log=log)
+    finally:
+        # Left to interpreter shutdown, gloo's worker threads can abort the process (SIGABRT).
+        if process.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, process: Process, device: torch.device,
+         *, fresh: bool, log) -> dict:
+    tc = cfg.train
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     trainer = Trainer(cfg, prepare.load_shards(shards, device), device, process)
