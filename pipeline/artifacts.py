@@ -62,11 +62,16 @@ def write_torch_atomic(path: Path, obj: Any) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def read_stamp(out_dir: Path) -> dict | None:
+def read_json(path: Path) -> Any | None:
+    """The JSON in `path`, or None when it is missing or unreadable (say, cut short by a crash)."""
     try:
-        return json.loads((Path(out_dir) / STAMP_NAME).read_text())
+        return json.loads(Path(path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+def read_stamp(out_dir: Path) -> dict | None:
+    return read_json(Path(out_dir) / STAMP_NAME)
 
 
 def require_stamp(out_dir: Path, what: str, command: str) -> dict:

@@ -84,6 +84,7 @@ class GenerateConfig:
     seed: int = _spec(0, min=0)
     batch_size: int = _spec(250, min=1, max=10_000)
     jpeg_quality: int = _spec(95, min=1, max=100)
+    amp: bool = _spec(True, help="mixed precision as in training (bf16/fp16 on GPUs, bf16 on CPUs that have it)")
 
 
 @dataclass

@@ -102,6 +102,14 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Mixed precision for `device`: bf16 on GPUs that have it and on bf16-capable CPUs, fp16 on
+    older GPUs (Kaggle's T4), None (fp32) on other CPUs."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
 def train_dir(cfg: Config, wd: Workdir) -> Path:
     return wd.run(cfg.run.name) / "train"
 
@@ -153,11 +161,7 @@ class Trainer:
         self.opt_g, self.opt_d = self._optimizer(self.g, tc.lr_g), self._optimizer(self.d, tc.lr_d)
 
         # bf16 needs no loss scaling; fp16 (e.g. Kaggle's T4) does. CPUs without native bf16 stay in fp32.
-        self.amp_dtype = None
-        if tc.amp and cuda:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif tc.amp and cpu_has_native_bf16():
-            self.amp_dtype = torch.bfloat16
+        self.amp_dtype = autocast_dtype(device) if tc.amp else None
         scaling = self.amp_dtype == torch.float16
         self.scaler_g = torch.amp.GradScaler("cuda", enabled=scaling)
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=scaling)

@@ -1,0 +1,96 @@
+import errno
+
+import pytest
+import torch
+from PIL import Image
+
+from pipeline import generate
+from pipeline.models import build_generator
+
+from .test_cli import TINY, stage_lines
+
+
+def tiny_generator(resolution=32):
+    torch.manual_seed(0)
+    return build_generator("dcgan", resolution, 16, 8).eval()
+
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.jpg"))}
+
+
+def test_images_do_not_depend_on_batch_size_and_are_valid_jpegs(tmp_path):
+    g = tiny_generator()
+    for name, batch_size in (("a", 7), ("b", 20)):
+        (tmp_path / name).mkdir()
+        generate.write_images(g, tmp_path / name, 20, seed=3, batch_size=batch_size, jpeg_quality=90,
+                              device=torch.device("cpu"), log=lambda _: None)
+    a, b = files_of(tmp_path / "a"), files_of(tmp_path / "b")
+    assert sorted(a) == [f"{i:05d}.jpg" for i in range(20)] and a == b
+    with Image.open(tmp_path / "a" / "00000.jpg") as img:
+        assert (img.format, img.size, img.mode) == ("JPEG", (256, 256), "RGB")
+    assert len(set(a.values())) == 20  # one noise vector per image
+
+
+def test_jpeg_quality_is_applied(tmp_path):
+    g = tiny_generator()
+    sizes, tables = {}, {}
+    for quality in (30, 95):
+        out = tmp_path / str(quality)
+        out.mkdir()
+        generate.write_images(g, out, 4, 0, 4, quality, torch.device("cpu"), log=lambda _: None)
+        sizes[quality] = sum(len(v) for v in files_of(out).values())
+        with Image.open(out / "00000.jpg") as img:
+            tables[quality] = sum(img.quantization[0])  # the luminance quantisation table the encoder used
+    assert sizes[30] < sizes[95] and tables[30] > 5 * tables[95]
+
+
+def test_a_partly_written_set_resumes_with_the_same_images(tmp_path):
+    g = tiny_generator()
+    full, partial = tmp_path / "full", tmp_path / "partial"
+    full.mkdir(), partial.mkdir()
+    generate.write_images(g, full, 30, 1, 8, 95, torch.device("cpu"), log=lambda _: None)
+
+    class DiesOnThirdBatch(torch.nn.Module):
+        latent_dim = g.latent_dim
+        calls = 0
+
+        def forward(self, z):
+            DiesOnThirdBatch.calls += 1
+            if DiesOnThirdBatch.calls == 3:
+                raise KeyboardInterrupt
+            return g(z)
+
+    with pytest.raises(KeyboardInterrupt):
+        generate.write_images(DiesOnThirdBatch(), partial, 30, 1, 8, 95, torch.device("cpu"), log=lambda _: None)
+    assert len(files_of(partial)) == 16
+    (partial / "00029.jpg.tmp").write_bytes(b"half a file")  # what a kill during a write leaves
+    (partial / "00003.jpg").unlink()
+    messages = []
+    written = generate.write_images(g, partial, 30, 1, 8, 95, torch.device("cpu"), log=messages.append)
+    assert written == 15 and "15 of 30 images are already written" in messages[0]
+    assert files_of(partial) == files_of(full) and not list(partial.glob("*.tmp"))
+
+
+def test_generate_stage_resumes_after_a_full_disk(painter, tmp_path, monkeypatch):
+    painter("run", *TINY)
+    images = tmp_path / "work" / "runs" / "demo" / "images"
+    complete = files_of(images)
+    real_write = generate.write_file
+    count = {"n": 0}
+
+    def fills_up(path, data):
+        count["n"] += 1
+        if count["n"] > 3000:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, data)
+
+    monkeypatch.setattr(generate, "write_file", fills_up)
+    failed = painter("generate", *TINY, "--force", ok=False)
+    assert failed.exit_code == 1 and "no space left on device" in failed.output
+    assert not (images / "_stamp.json").exists() and 2900 <= len(files_of(images)) <= 3000
+    monkeypatch.setattr(generate, "write_file", real_write)
+    resumed = painter("run", *TINY)
+    assert stage_lines(resumed.output)["generate"] == "running"
+    assert "images are already written" in resumed.output
+    assert files_of(images) == complete
