@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.utils import save_image
+from tqdm import tqdm
 
 from .artifacts import write_bytes_atomic
 
@@ -59,3 +63,47 @@ def save_grid(images, path: Path, nrow: int = 8) -> None:
     buffer = io.BytesIO()
     save_image(images.detach().float().cpu().mul(0.5).add(0.5).clamp(0, 1), buffer, format="png", nrow=nrow, padding=2)
     write_bytes_atomic(Path(path), buffer.getvalue())
+
+
+def read_jpegs(files: list[Path], device: torch.device, size: int = COMPETITION_SIZE, desc: str = "read",
+               workers: int = 8) -> torch.Tensor:
+    """Decode JPEG files into one uint8 N x 3 x size x size tensor on `device`.
+
+    torchvision decodes on the GPU (nvJPEG, in batches) when `device` is CUDA, else in a pool of
+    CPU threads (its decoder releases the GIL). Raises ValueError naming the first bad file.
+    """
+    def read(path: Path) -> torch.Tensor:
+        try:
+            return read_file(str(path))
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: cannot read ({exc})") from None
+
+    def decode_one(item: tuple[Path, torch.Tensor], on: str = "cpu") -> torch.Tensor:
+        path, data = item
+        try:
+            image = decode_jpeg(data, mode=ImageReadMode.RGB, device=on)
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: not a readable JPEG ({str(exc).splitlines()[0]})") from None
+        if image.shape[-2:] != (size, size):
+            raise ValueError(f"{path}: is {image.shape[-1]}x{image.shape[-2]}, not {size}x{size}")
+        return image
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        datas = list(tqdm(pool.map(read, files), total=len(files), desc=f"{desc}: files", unit="img"))
+        if device.type != "cuda":
+            items = zip(files, datas)
+            return torch.stack(list(tqdm(pool.map(decode_one, items), total=len(files), desc=f"{desc}: decode",
+                                         unit="img")))
+    images = torch.empty((len(files), 3, size, size), dtype=torch.uint8, device=device)
+    for start in tqdm(range(0, len(files), 256), desc=f"{desc}: decode on GPU", unit="batch"):
+        chunk = datas[start:start + 256]
+        try:
+            decoded = decode_jpeg(chunk, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:  # find and name the bad file
+            decoded = [decode_one(item, str(device)) for item in zip(files[start:start + 256], chunk)]
+        for offset, image in enumerate(decoded):
+            if image.shape[-2:] != (size, size):
+                raise ValueError(f"{files[start + offset]}: is {image.shape[-1]}x{image.shape[-2]}, "
+                                 f"not {size}x{size}")
+            images[start + offset] = image
+    return images

@@ -1,46 +1,41 @@
-"""score: compare a run's generated images with the training paintings; writes <run>/score/score.json.
+"""score: compare a run's generated images with the training paintings; writes <run>/score/.
 
-SWD needs no weights and is always computed. FID, KID and MiFID need the Inception weights;
-without them the report says so, and why, instead of a number.
+- SWD needs no weights and is always computed.
+- A nearest-neighbour check in a weight-free descriptor finds near-copies of training paintings
+  (what MiFID punishes) and draws the closest pairs in nearest.png.
+- FID, KID and MiFID need the Inception weights; without them the report says so, and why.
+  Features are extracted once: the paintings' are cached in the workdir (keyed by their shards,
+  the extractor and the weights), a run's beside the run, so re-scoring costs only the math.
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import prepare
-from .artifacts import Workdir, require_stamp, run_stage, write_json_atomic
+from .artifacts import Workdir, fingerprint, require_stamp, run_stage, write_json_atomic
 from .config import Config
 from .errors import PainterError
 from .generate import images_dir
-from .images import COMPETITION_SIZE, load_rgb
-from .metrics.inception import find_weights, inception_scores
+from .images import COMPETITION_SIZE, read_jpegs
+from .metrics.inception import FeatureCache, find_weights, inception_scores
+from .metrics.nearest import nearest_pairs, save_pairs_png
 from .metrics.swd import sliced_wasserstein_distance
 from .train import resolve_device
 
-VERSION = 1
+VERSION = 2
+NEAREST_PAIRS = 8
 
 
 def score_dir(cfg: Config, wd: Workdir) -> Path:
     return wd.run(cfg.run.name) / "score"
 
 
-def read_images(files: list[Path], size: int = COMPETITION_SIZE) -> torch.Tensor:
-    def load(path: Path) -> np.ndarray:
-        try:
-            return load_rgb(path, size)[0]
-        except ValueError as exc:
-            raise PainterError(f"generated image {path} is unreadable ({exc}); re-run `painter generate --force`")
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        arrays = list(tqdm(pool.map(load, files), total=len(files), desc="score: read", unit="img"))
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+def reference_features_dir(wd: Workdir) -> Path:
+    return wd.root / "features"
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -52,11 +47,23 @@ def summary_lines(report: dict) -> list[str]:
              f"{swd['n_used']} paintings; per level {levels})"]
     inc = report["inception"]
     if inc["computed"]:
-        lines += [f"  FID    {inc['fid']:9.3f}   ({inc['n_fake']} images vs {inc['n_real']})",
-                  f"  KID    {inc['kid']:9.5f}   (+- {inc['kid_std']:.5f}, subsets of {inc['kid_subset_size']})",
-                  f"  MiFID  {inc['mifid']:9.3f}   (memorization distance d = {inc['memorization_distance']:.4f})"]
+        features = inc["features"]
+        lines += [f"  FID    {inc['fid']:9.3f}   ({inc['n_fake']} images vs {inc['n_real']}; features: "
+                  f"generated {features['generated']}, reference {features['reference']})",
+                  f"  KID    {inc['kid']:9.5f}   (+- {inc['kid_std']:.5f}, {inc['kid_subsets']} subsets of "
+                  f"{inc['kid_subset_size']})",
+                  f"  MiFID  {inc['mifid']:9.3f}   (memorization distance d = {inc['memorization_distance']:.4f}; "
+                  f"penalised when d < 0.1)"]
     else:
         lines.append(f"  FID, KID, MiFID: not computed: {inc['reason']}")
+    near = report["nearest"]
+    closest = near["closest"][0] if near["closest"] else None
+    lines.append(f"  copies {near['n_copies']:9d}   (generated images within {near['copy_threshold']} of a painting"
+                 + (f"; closest {closest['fake_file']} at {closest['distance']:.4f}" if closest else "")
+                 + "; see nearest.png)")
+    if near["n_copies"]:
+        lines.append(f"  WARNING: {near['n_copies']} generated image(s) look like copies of training paintings; "
+                     "MiFID punishes memorization")
     return lines
 
 
@@ -83,22 +90,35 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
         if len(files) > sc.max_images:  # a seeded sample keeps CPU scoring affordable
             order = torch.randperm(len(files), generator=torch.Generator().manual_seed(sc.seed))
             picked = [files[i] for i in sorted(order[:sc.max_images].tolist())]
-        fake = read_images(picked)
-        real = prepare.load_shards(reference)
-        swd = sliced_wasserstein_distance(real.to(device), fake.to(device), seed=sc.seed, progress=True)
+        try:
+            fake = read_jpegs(picked, device, desc="score: generated")
+        except ValueError as exc:
+            raise PainterError(f"generated image {exc}; re-run `painter generate --force`") from None
+        real = prepare.load_shards(reference, device)
+        swd = sliced_wasserstein_distance(real, fake, seed=sc.seed, progress=True)
+        nearest = nearest_pairs(real, fake, top=NEAREST_PAIRS)
+        save_pairs_png(real, fake, nearest, out / "nearest.png", top=NEAREST_PAIRS)
+        nearest["closest"] = [{**pair, "fake_file": picked[pair["fake"]].name} for pair in nearest["closest"]]
         if weights is None:
             inception = {"computed": False, "reason": "disabled by score.inception = false"}
         else:
-            inception = inception_scores(real, fake, weights, sc.batch_size, device, sc.seed)
+            inception = inception_scores(
+                real, fake, weights, sc.batch_size, device, seed=sc.seed,
+                real_cache=FeatureCache(reference_features_dir(wd)),
+                real_key={"images": reference_stamp["fingerprint"]},
+                fake_cache=FeatureCache(wd.run(cfg.run.name) / "features", keep_one=True),
+                fake_key={"images": generated_stamp["fingerprint"],
+                          "files": fingerprint([p.name for p in picked])})
         report = {"run": cfg.run.name, "n_generated": len(files), "n_scored": len(picked),
                   "n_reference": len(real),
-                  "swd": {"value": swd["swd"], "per_level": swd["swd_per_level"],
-                          "n_used": swd["n_used"]},
+                  "swd": {"value": swd["swd"], "per_level": swd["swd_per_level"], "n_used": swd["n_used"]},
+                  "nearest": nearest,
                   "inception": inception,
                   "device": str(device), "seconds": round(time.perf_counter() - started, 1)}
         write_json_atomic(out / "score.json", report)
         for line in summary_lines(report):
             log(line)
-        return {"swd": swd["swd"], "fid": inception.get("fid"), "mifid": inception.get("mifid")}
+        return {"swd": swd["swd"], "fid": inception.get("fid"), "mifid": inception.get("mifid"),
+                "near_copies": nearest["n_copies"]}
 
     return run_stage("score", score_dir(cfg, wd), inputs, build, force=force, log=log)

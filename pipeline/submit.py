@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage
+from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage, sha256_file
 from .config import Config
 from .errors import PainterError
 from .generate import images_dir
@@ -69,6 +69,7 @@ def validate_zip(path: Path, progress: bool = True) -> list[str]:
 
 def write_zip(files: list[Path], path: Path) -> None:
     # JPEGs do not compress further: store them, which is fast and what Kaggle reads fine.
+    # ZipFile.write copies each file in chunks, so memory stays flat whatever the number of images.
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         for file in tqdm(files, desc="submit: zip", unit="img"):
             archive.write(file, arcname=file.name)
@@ -92,6 +93,8 @@ def run(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False, log
         for problem in problems:
             log(f"submit: WARNING (--force): invalid submission: {problem}")
         shutil.copyfile(scored / "score.json", out / "score.json")
-        return {"count": len(files), "valid": not problems, "problems": problems}
+        return {"count": len(files), "valid": not problems, "problems": problems,
+                "zip_bytes": (out / "images.zip").stat().st_size, "zip_sha256": sha256_file(out / "images.zip"),
+                "score": score_stamp["summary"]}
 
     return run_stage("submit", Path(submissions) / cfg.run.name, inputs, build, force=force, log=log)

@@ -1,0 +1,53 @@
+"""The score stage end to end: feature caches, the copy check, and what score.json reports."""
+
+import json
+
+from PIL import Image
+
+from pipeline.metrics import inception
+
+from .test_cli import TINY
+from .test_inception import STAND_IN
+
+
+def report(tmp_path, run):
+    return json.loads((tmp_path / "work" / "runs" / run / "score" / "score.json").read_text())
+
+
+def test_a_second_run_reuses_the_cached_reference_features(painter, tmp_path, monkeypatch):
+    # The real Inception weights cannot be had here: the same code path runs a small stand-in network.
+    monkeypatch.setattr(inception, "EXTRACTOR", STAND_IN)
+    painter("run", *TINY, "--set", "run.name=first")
+    first = report(tmp_path, "first")["inception"]
+    assert first["computed"] and first["extractor"] == STAND_IN
+    assert first["features"] == {"reference": "extracted", "generated": "extracted"}
+    assert first["n_fake"] == 64 and first["kid_subset_size"] == min(first["n_real"], 64, 1000)
+    assert len(list((tmp_path / "work" / "features").glob("features-*.pt"))) == 1
+
+    painter("run", *TINY, "--set", "run.name=second", "--set", "train.seed=1")
+    second = report(tmp_path, "second")["inception"]
+    assert second["features"] == {"reference": "cached", "generated": "extracted"}
+    assert second["fid"] != first["fid"]
+
+    again = painter("score", *TINY, "--set", "run.name=first", "--force")
+    rescored = report(tmp_path, "first")["inception"]
+    assert rescored["features"] == {"reference": "cached", "generated": "cached"}
+    assert (rescored["fid"], rescored["kid"], rescored["mifid"]) == (first["fid"], first["kid"], first["mifid"])
+    assert "generated cached, reference cached" in again.output
+
+
+def test_a_planted_copy_of_a_training_painting_is_flagged(painter, tmp_path):
+    painter("run", *TINY)
+    painting = sorted((tmp_path / "work" / "raw" / "demo").glob("monet_jpg/*.jpg"))[5]
+    images = tmp_path / "work" / "runs" / "demo" / "images"
+    with Image.open(painting) as img:  # re-encoded, as a generator's output would be
+        img.convert("RGB").save(images / "01234.jpg", quality=90)
+    clean = report(tmp_path, "demo")["nearest"]
+    result = painter("score", *TINY, "--set", "score.max_images=7000", "--force")
+    nearest = report(tmp_path, "demo")["nearest"]
+    assert clean["n_copies"] == 0 and nearest["n_copies"] >= 1
+    assert nearest["closest"][0]["fake_file"] == "01234.jpg"
+    assert nearest["closest"][0]["distance"] < nearest["copy_threshold"] < nearest["real_floor"]
+    assert "look like copies of training paintings" in result.output
+    with Image.open(tmp_path / "work" / "runs" / "demo" / "score" / "nearest.png") as png:
+        assert png.format == "PNG"
