@@ -209,6 +209,21 @@ def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | No
     click.echo(f"  losses      {run_dir / 'train' / 'losses.png'}")
 
 
+@main.command()
+def info():
+    """Show what painter can use here: versions, CUDA, Inception weights, Kaggle credentials.
+
+    \b
+    Example:
+      painter info
+    """
+    from .info import report
+    rows = report()
+    width = max(len(topic) for topic, _ in rows)
+    for topic, finding in rows:
+        click.echo(f"{topic:<{width}}  {finding}")
+
+
 @main.command("config")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="TOML preset.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one key.")

@@ -1,0 +1,54 @@
+"""`painter info`: what this machine offers painter: versions, devices, Inception weights, Kaggle credentials."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def report() -> list[tuple[str, str]]:
+    """(topic, finding) rows; never raises for a missing piece, it says so instead."""
+    import torch
+
+    from .errors import PainterError
+    from .kaggle_api import COMPETITION_URL, credential_sources
+    from .metrics.inception import ENV_VAR, WEIGHTS_NAMES, find_weights
+    from .train import cpu_has_native_bf16
+
+    rows = [("painter", _version("painter")), ("python", platform.python_version())]
+    rows += [(name, _version(name)) for name in ("torch", "torchvision", "torch-fidelity", "kaggle")]
+
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            arch = f"sm_{props.major}{props.minor}"
+            supported = arch in torch.cuda.get_arch_list()
+            rows.append((f"cuda:{i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, {arch}"
+                         + ("" if supported else f" (NOT supported by this torch build: {torch.cuda.get_arch_list()})")))
+    else:
+        rows.append(("cuda", "not available (training and scoring run on the CPU)"))
+    rows.append(("cpu", f"{os.cpu_count()} cores, "
+                        + ("native bf16 (mixed precision on)" if cpu_has_native_bf16() else "no native bf16 (fp32)")))
+
+    try:
+        weights = find_weights()
+        rows.append(("inception weights",
+                     f"{weights.path} (from {weights.origin}; size and sha256 checked)" if weights.path else
+                     f"none local: torch-fidelity downloads {WEIGHTS_NAMES[0]} on first score (needs internet); "
+                     f"offline, use --inception-weights PATH or {ENV_VAR}. SWD and the copy check need none."))
+    except PainterError as exc:
+        rows.append(("inception weights", f"PROBLEM: {exc}"))
+
+    found = credential_sources()
+    rows.append(("kaggle credentials", ", ".join(found) if found else
+                 "none: put kaggle.json (https://www.kaggle.com/settings, 'Create New Token') in ~/.kaggle/, "
+                 f"or set KAGGLE_USERNAME and KAGGLE_KEY; then accept the rules at {COMPETITION_URL}/rules"))
+    return rows
