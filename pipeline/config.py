@@ -91,7 +91,7 @@ class GenerateConfig:
 class ScoreConfig:
     max_images: int = _spec(10_000, min=16, help="generated images scored (a random sample when fewer)")
     seed: int = _spec(0, min=0)
-    batch_size: int = _spec(64, min=1, max=4096, help="images per feature-extraction batch")
+    batch_size: int = _spec(200, min=1, max=4096, help="images per Inception batch (large batches keep a GPU busy)")
     inception: bool = _spec(True, help="compute FID/KID/MiFID when Inception weights can be had")
 
 

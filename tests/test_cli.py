@@ -109,3 +109,18 @@ def test_module_entry_point_lists_every_stage():
                             check=True, cwd=REPO)
     for command in (*STAGES, "leaderboard", "run"):
         assert re.search(rf"^\s+{command}\s", result.stdout, re.M), command
+
+
+def test_info_says_what_is_available_and_never_prints_secrets(painter, tmp_path, monkeypatch):
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle"))
+    monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef-secret")
+    broken = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    broken.write_bytes(b"not weights")
+    monkeypatch.setenv("PAINTER_INCEPTION_WEIGHTS", str(broken))
+    result = painter("info")
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in result.output.splitlines())
+    assert rows["kaggle credentials"] == "KAGGLE_USERNAME/KAGGLE_KEY" and "secret" not in result.output
+    assert rows["inception weights"].startswith("PROBLEM") and "11 bytes" in rows["inception weights"]
+    assert "cuda" in " ".join(rows) and rows["torch"][0].isdigit()
