@@ -12,7 +12,7 @@ import pandas as pd
 
 from .artifacts import Workdir, read_stamp, write_bytes_atomic
 
-COLUMNS = ["run", "arch", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid", "mifid"]
+COLUMNS = ["run", "arch", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid", "mifid", "copies"]
 
 
 def collect(wd: Workdir) -> pd.DataFrame:
@@ -30,7 +30,7 @@ def collect(wd: Workdir) -> pd.DataFrame:
             report = json.loads(score_file.read_text())
             inception = report.get("inception", {})
             row.update(swd=report["swd"]["value"], fid=inception.get("fid"), kid=inception.get("kid"),
-                       mifid=inception.get("mifid"))
+                       mifid=inception.get("mifid"), copies=report.get("nearest", {}).get("n_copies"))
         rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
