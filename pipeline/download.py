@@ -66,8 +66,7 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
         inputs["competition"] = kaggle_api.COMPETITION
 
         def build(out: Path) -> dict:
-            kaggle_api.download_competition(out)
-            return {name: len(list((out / name).glob("*"))) for name in FOLDERS}
+            return kaggle_api.download_competition(out, FOLDERS, log)
     else:
         root = Path(source).expanduser().resolve()
         _check_folder(root)
