@@ -150,29 +150,46 @@ def score(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None):
 @main.command()
 @stage_options
 @submissions_option
-def submit(cfg: Config, wd: Workdir, force: bool, submissions: Path):
+@click.option("--kaggle", "to_kaggle", is_flag=True,
+              help="Submit the run's pushed Kaggle kernel version to the competition instead (a code competition "
+                   "scores the notebook's images.zip).")
+@click.option("--message", help="Submission description on Kaggle (with --kaggle).")
+def submit(cfg: Config, wd: Workdir, force: bool, submissions: Path, to_kaggle: bool, message: str | None):
     """Zip and validate the images as submissions/<run>/images.zip, with its score.json.
 
+    With --kaggle, submit the kernel version that `painter kernel push` made for this run.
+
     \b
-    Example:
+    Examples:
       painter submit --config configs/demo.toml
+      painter submit --config configs/dcgan.toml --kaggle --message "dcgan 5k steps"
     """
     from . import submit as stage
-    stage.run(cfg, wd, submissions, force=force, log=click.echo)
+    if to_kaggle:
+        stage.to_kaggle(cfg, wd, message, log=click.echo)
+    else:
+        stage.run(cfg, wd, submissions, force=force, log=click.echo)
 
 
 @main.command()
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
               envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
-def leaderboard(workdir: Path):
+@click.option("--kaggle", "on_kaggle", is_flag=True,
+              help="Also fetch the public leaderboard and show where each submitted run stands.")
+def leaderboard(workdir: Path, on_kaggle: bool):
     """Rank every run in the workdir; writes leaderboard.csv and leaderboard.md there.
 
     \b
-    Example:
+    Examples:
       painter leaderboard --workdir artifacts
+      painter leaderboard --kaggle
     """
     from . import leaderboard as stage
     stage.run(Workdir(workdir), log=click.echo)
+    if on_kaggle:
+        standings = stage.kaggle_standings(Workdir(workdir), log=click.echo)
+        click.echo("\nKaggle public leaderboard (MiFID, lower is better):")
+        click.echo(standings.to_string(index=False, na_rep="-"))
 
 
 @main.command("run")

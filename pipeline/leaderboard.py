@@ -5,33 +5,50 @@ Runs are ranked by MiFID (Kaggle's metric) where it was computed, then by SWD.
 
 from __future__ import annotations
 
-import json
 import math
+import zipfile
+from pathlib import Path
 
 import pandas as pd
 
-from .artifacts import Workdir, read_stamp, write_bytes_atomic
+from .artifacts import Workdir, read_json, read_stamp, write_bytes_atomic, write_json_atomic
+from .errors import PainterError
 
-COLUMNS = ["run", "arch", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid", "mifid", "copies"]
+COLUMNS = ["run", "where", "arch", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid", "mifid",
+           "copies", "public_mifid", "public_rank"]
+
+
+def _score_columns(score_file: Path) -> dict:
+    report = read_json(score_file) or {}
+    inception = report.get("inception", {})
+    return {"swd": report.get("swd", {}).get("value"), "fid": inception.get("fid"), "kid": inception.get("kid"),
+            "mifid": inception.get("mifid"), "copies": report.get("nearest", {}).get("n_copies")}
 
 
 def collect(wd: Workdir) -> pd.DataFrame:
+    """One row per run trained here ("local") and per run pulled from a Kaggle kernel ("kaggle")."""
+    public = {row["run"]: row for row in (read_json(wd.root / "leaderboard_kaggle.json") or {}).get("runs", [])}
     rows = []
     for run_dir in wd.runs():
         train = read_stamp(run_dir / "train")
-        if train is None:
-            continue  # still training, or never trained
-        summary = train["summary"]
-        row = {"run": run_dir.name, "arch": summary.get("arch"), "resolution": summary.get("resolution"),
-               "steps": summary.get("steps"), "train_seconds": summary.get("seconds"),
-               "device": summary.get("device")}
-        score_file = run_dir / "score" / "score.json"
-        if read_stamp(run_dir / "score") is not None and score_file.exists():
-            report = json.loads(score_file.read_text())
-            inception = report.get("inception", {})
-            row.update(swd=report["swd"]["value"], fid=inception.get("fid"), kid=inception.get("kid"),
-                       mifid=inception.get("mifid"), copies=report.get("nearest", {}).get("n_copies"))
-        rows.append(row)
+        if train is not None:
+            summary = train["summary"]
+            row = {"run": run_dir.name, "where": "local", "arch": summary.get("arch"),
+                   "resolution": summary.get("resolution"), "steps": summary.get("steps"),
+                   "train_seconds": summary.get("seconds"), "device": summary.get("device")}
+            if read_stamp(run_dir / "score") is not None:
+                row.update(_score_columns(run_dir / "score" / "score.json"))
+            rows.append(row)
+        kernel = read_json(run_dir / "kaggle" / "kernel.json")
+        if kernel is not None:  # pulled by `painter kernel pull`
+            config = kernel.get("config", {})
+            row = {"run": run_dir.name, "where": "kaggle", "arch": config.get("model", {}).get("arch"),
+                   "resolution": config.get("data", {}).get("resolution"),
+                   "steps": config.get("train", {}).get("steps"), "device": kernel.get("gpu"),
+                   **_score_columns(run_dir / "kaggle" / "score.json")}
+            standing = public.get(run_dir.name, {})
+            row.update(public_mifid=standing.get("public_mifid"), public_rank=standing.get("rank"))
+            rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
     return table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
 
@@ -58,4 +75,53 @@ def run(wd: Workdir, log=print) -> pd.DataFrame:
         with pd.option_context("display.width", 200, "display.max_columns", None):
             log(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
     log(f"leaderboard: wrote {wd.root / 'leaderboard.csv'} and {wd.root / 'leaderboard.md'}")
+    return table
+
+
+def public_leaderboard(api, dest: Path, log=print) -> pd.DataFrame:
+    """The competition's whole public leaderboard (one CSV in a zip), as TeamName and Score."""
+    from . import kaggle_api
+
+    dest.mkdir(parents=True, exist_ok=True)
+    kaggle_api.call("downloading the public leaderboard", api.competition_leaderboard_download,
+                    kaggle_api.COMPETITION, str(dest), log=log)
+    archive = dest / f"{kaggle_api.COMPETITION}.zip"
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            board = pd.read_csv(zf.open(zf.namelist()[0]))
+    except (zipfile.BadZipFile, IndexError, KeyError, pd.errors.ParserError) as exc:
+        raise PainterError(f"the public leaderboard from Kaggle is unreadable ({exc})") from None
+    finally:
+        archive.unlink(missing_ok=True)
+    return board
+
+
+def kaggle_standings(wd: Workdir, log=print) -> pd.DataFrame:
+    """Where each of our submitted runs stands on the public leaderboard (MiFID: lower is better)."""
+    from . import kaggle_api
+
+    submitted = {run_dir.name: record for run_dir in wd.runs()
+                 if (record := read_json(run_dir / "kaggle" / "submission.json")) is not None}
+    if not submitted:
+        raise PainterError("no run has been submitted to Kaggle from this workdir yet (`painter submit --kaggle`)")
+    api = kaggle_api.client(log)
+    mine = kaggle_api.call("listing your submissions", api.competition_submissions, kaggle_api.COMPETITION,
+                           page_size=100, log=log) or []
+    by_ref = {getattr(s, "ref", None): s for s in mine}
+    board = public_leaderboard(api, wd.root / ".kaggle-tmp", log)
+    scores = pd.to_numeric(board["Score"], errors="coerce").dropna()
+    rows = []
+    for run, record in sorted(submitted.items()):
+        submission = by_ref.get(record.get("ref"))
+        status = str(getattr(submission, "status", "not listed")).split(".")[-1].lower()
+        try:
+            score = float(getattr(submission, "public_score", "") or "nan")
+        except ValueError:
+            score = math.nan
+        rank = int((scores < score).sum()) + 1 if not math.isnan(score) else None
+        rows.append({"run": run, "kernel": record["kernel"], "version": record["version"], "status": status,
+                     "public_mifid": None if math.isnan(score) else score, "rank": rank, "teams": len(scores),
+                     "top_percent": round(100 * rank / max(len(scores), 1), 1) if rank else None})
+    table = pd.DataFrame(rows)
+    write_json_atomic(wd.root / "leaderboard_kaggle.json", {"teams": len(scores), "runs": rows})
     return table

@@ -6,6 +6,7 @@ reading it back, exactly as it will be uploaded, before it is put in place.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import shutil
 import zipfile
@@ -15,7 +16,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage, sha256_file
+from .artifacts import (STAMP_NAME, Workdir, read_json, require_stamp, run_stage, sha256_file,
+                        write_json_atomic)
 from .config import Config
 from .errors import PainterError
 from .generate import images_dir
@@ -98,3 +100,42 @@ def run(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False, log
                 "score": score_stamp["summary"]}
 
     return run_stage("submit", Path(submissions) / cfg.run.name, inputs, build, force=force, log=log)
+
+
+def push_record(cfg: Config, wd: Workdir) -> dict:
+    """What `painter kernel push` recorded for this run: the kernel and its version."""
+    path = wd.root / "kernels" / cfg.run.name / "push.json"
+    record = read_json(path)
+    if record is None:
+        raise PainterError(f"run {cfg.run.name!r} has no pushed kernel ({path} is missing): this competition scores "
+                           "a Kaggle notebook's output, so run `painter kernel push` and `painter kernel status "
+                           "--wait` with the same config first")
+    return record
+
+
+def to_kaggle(cfg: Config, wd: Workdir, message: str | None = None, log=print) -> dict:
+    """Submit the run's pushed kernel version (its images.zip output) to the competition."""
+    from . import kaggle_api
+
+    record = push_record(cfg, wd)
+    kernel, version = record["kernel"], record["version"]
+    api = kaggle_api.client(log)
+    status = kaggle_api.call(f"checking kernel {kernel}", api.kernels_status, kernel, log=log)
+    state = str(getattr(status, "status", "")).lower()
+    if "complete" not in state:
+        raise PainterError(f"kernel {kernel} is {state or 'in an unknown state'}, not complete: only a finished "
+                           "version's images.zip can be submitted (`painter kernel status --wait`)")
+    message = message or f"painter {cfg.run.name}: {kernel} v{version}"
+    response = kaggle_api.call(
+        f"submitting {kernel} version {version} to {kaggle_api.COMPETITION}", api.competition_submit_code,
+        file_name="images.zip", message=message, competition=kaggle_api.COMPETITION, kernel=kernel,
+        kernel_version=version, quiet=True, log=log)
+    submission = {"kernel": kernel, "version": version, "message": message, "ref": getattr(response, "ref", None),
+                  "reply": getattr(response, "message", None),
+                  "submitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    record_dir = wd.run(cfg.run.name) / "kaggle"
+    record_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record_dir / "submission.json", submission)
+    log(f"submit: {kernel} version {version} submitted to {kaggle_api.COMPETITION_URL} "
+        f"({submission['reply'] or 'accepted'}); `painter leaderboard --kaggle` shows where it stands once scored")
+    return submission
