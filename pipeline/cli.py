@@ -241,6 +241,75 @@ def info():
         click.echo(f"{topic:<{width}}  {finding}")
 
 
+@main.group(cls=PainterGroup)
+def kernel():
+    """Run the chain on Kaggle's GPUs: push it as a private kernel, follow it, pull its submission.
+
+    \b
+    Example:
+      painter kernel push --config configs/dcgan.toml --gpu t4
+      painter kernel status --config configs/dcgan.toml --wait
+      painter kernel pull --config configs/dcgan.toml
+    """
+
+
+@kernel.command("push")
+@stage_options
+@click.option("--gpu", type=click.Choice(["t4", "t4x2", "p100"]), default="t4", show_default=True,
+              help="Kaggle's T4 machine (it has two T4s) trained in one process (t4) or two under torchrun "
+                   "(t4x2); p100: Kaggle's current PyTorch no longer runs on it.")
+@click.option("--inception-weights", type=click.Path(dir_okay=False), envvar="PAINTER_INCEPTION_WEIGHTS",
+              help="Local Inception weights to upload with the wheels, for FID/KID/MiFID on Kaggle (which runs "
+                   "offline); default: the torch hub cache when it has them (env PAINTER_INCEPTION_WEIGHTS).")
+@click.option("--wheels", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Upload the wheels in DIR (painter's and torch-fidelity's) instead of building them.")
+def kernel_push(cfg: Config, wd: Workdir, force: bool, gpu: str, inception_weights: str | None,
+                wheels: Path | None):
+    """Upload the wheels (private dataset <you>/painter-wheels) and push the run as a Kaggle kernel.
+
+    The kernel runs prepare -> submit on the competition's data and leaves images.zip, score.json
+    and the plots as its output. --force uploads the wheels even when they did not change.
+
+    \b
+    Example:
+      painter kernel push --config configs/wgan-gp.toml --set train.steps=20000 --gpu t4x2
+    """
+    from . import kernel as stage
+    stage.push(cfg, wd, gpu=gpu, inception_weights=inception_weights, wheels=wheels, force=force, log=click.echo)
+
+
+@kernel.command("status")
+@stage_options
+@click.option("--wait", is_flag=True, help="Poll until the kernel completes, fails or is cancelled.")
+@click.option("--interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds between polls with --wait.")
+def kernel_status(cfg: Config, wd: Workdir, force: bool, wait: bool, interval: float):
+    """Show the status of the run's kernel (exits non-zero when it failed).
+
+    \b
+    Example:
+      painter kernel status --config configs/dcgan.toml --wait
+    """
+    from . import kernel as stage
+    stage.status(cfg, wd, wait=wait, interval=interval, log=click.echo)
+
+
+@kernel.command("pull")
+@stage_options
+@submissions_option
+def kernel_pull(cfg: Config, wd: Workdir, force: bool, submissions: Path):
+    """Fetch the kernel's output into submissions/<run>/ (checked first) and register its score.
+
+    --force pulls even when Kaggle does not report the kernel complete.
+
+    \b
+    Example:
+      painter kernel pull --config configs/dcgan.toml
+    """
+    from . import kernel as stage
+    stage.pull(cfg, wd, submissions, force=force, log=click.echo)
+
+
 @main.command("config")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="TOML preset.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one key.")

@@ -91,7 +91,7 @@ def username(api) -> str:
     return name
 
 
-def _error_status(exc) -> tuple[int | None, str]:
+def error_status(exc) -> tuple[int | None, str]:
     """HTTP status (or the `code` of a JSON error body under HTTP 200) and the server's message."""
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
@@ -148,7 +148,7 @@ def call(action: str, fn: Callable, *args, log: Callable[[str], None] = print, *
         try:
             return fn(*args, **kwargs)
         except requests.HTTPError as exc:
-            status, message = _error_status(exc)
+            status, message = error_status(exc)
             retry = status in RETRY_STATUSES
             failure, wait = explain(action, status, message), _retry_after(exc)
         except requests.exceptions.ChunkedEncodingError:  # the client already resumed it 5 times

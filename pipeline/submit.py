@@ -16,8 +16,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from .artifacts import (STAMP_NAME, Workdir, read_json, require_stamp, run_stage, sha256_file,
-                        write_json_atomic)
+from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage, sha256_file, write_json_atomic
 from .config import Config
 from .errors import PainterError
 from .generate import images_dir
@@ -102,29 +101,18 @@ def run(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False, log
     return run_stage("submit", Path(submissions) / cfg.run.name, inputs, build, force=force, log=log)
 
 
-def push_record(cfg: Config, wd: Workdir) -> dict:
-    """What `painter kernel push` recorded for this run: the kernel and its version."""
-    path = wd.root / "kernels" / cfg.run.name / "push.json"
-    record = read_json(path)
-    if record is None:
-        raise PainterError(f"run {cfg.run.name!r} has no pushed kernel ({path} is missing): this competition scores "
-                           "a Kaggle notebook's output, so run `painter kernel push` and `painter kernel status "
-                           "--wait` with the same config first")
-    return record
-
-
 def to_kaggle(cfg: Config, wd: Workdir, message: str | None = None, log=print) -> dict:
     """Submit the run's pushed kernel version (its images.zip output) to the competition."""
     from . import kaggle_api
+    from .kernel import DONE, kernel_state, read_push
 
-    record = push_record(cfg, wd)
+    record = read_push(cfg, wd)
     kernel, version = record["kernel"], record["version"]
     api = kaggle_api.client(log)
-    status = kaggle_api.call(f"checking kernel {kernel}", api.kernels_status, kernel, log=log)
-    state = str(getattr(status, "status", "")).lower()
-    if "complete" not in state:
-        raise PainterError(f"kernel {kernel} is {state or 'in an unknown state'}, not complete: only a finished "
-                           "version's images.zip can be submitted (`painter kernel status --wait`)")
+    state, _ = kernel_state(kaggle_api.call(f"checking kernel {kernel}", api.kernels_status, kernel, log=log))
+    if state not in DONE:
+        raise PainterError(f"kernel {kernel} is {state}, not complete: only a finished version's images.zip "
+                           "can be submitted (`painter kernel status --wait`)")
     message = message or f"painter {cfg.run.name}: {kernel} v{version}"
     response = kaggle_api.call(
         f"submitting {kernel} version {version} to {kaggle_api.COMPETITION}", api.competition_submit_code,
