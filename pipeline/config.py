@@ -76,6 +76,11 @@ class TrainConfig:
     log_every: int = _spec(10, min=1, help="steps between rows of metrics.csv")
     sample_every: int = _spec(500, min=1, help="steps between sample grids")
     checkpoint_every: int = _spec(500, min=1, help="steps between resumable checkpoints")
+    eval_every: int = _spec(500, min=0, help="steps between evaluations of the EMA generator (SWD; FID/KID too "
+                                             "with local Inception weights); the best is kept as best.pt; 0 = off")
+    eval_images: int = _spec(256, min=16, max=10_000, help="generated images (and paintings) per evaluation")
+    max_minutes: float = _spec(0.0, min=0.0, help="stop training after this many minutes of training steps "
+                                                  "(an equal wall-clock budget); 0 = only train.steps")
 
 
 @dataclass
@@ -85,6 +90,8 @@ class GenerateConfig:
     batch_size: int = _spec(250, min=1, max=10_000)
     jpeg_quality: int = _spec(95, min=1, max=100)
     amp: bool = _spec(True, help="mixed precision as in training (bf16/fp16 on GPUs, bf16 on CPUs that have it)")
+    checkpoint: str = _spec("best", choices=("best", "final"),
+                            help="generator to use: the best evaluated one (when training evaluated), or the final")
 
 
 @dataclass

@@ -143,10 +143,16 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
             clear_folder(out)
             write_json_atomic(out / PROGRESS_NAME, {"fingerprint": wanted})
         device = resolve_device(cfg.run.device)
-        generator = load_generator(trained / "generator.pt", device)
+        source = trained / "best.pt" if gc.checkpoint == "best" and (trained / "best.pt").is_file() else \
+            trained / "generator.pt"
+        best = read_json(trained / "best.json") if source.name == "best.pt" else None
+        log(f"generate: from {source.name}" + (f" (step {best['step']}, {best['metric']} {best['value']})"
+                                              if best else ""))
+        generator = load_generator(source, device)
         written = write_images(generator, out, gc.count, gc.seed, gc.batch_size, gc.jpeg_quality, device,
                                gc.amp, log)
         (out / PROGRESS_NAME).unlink()
-        return {"count": gc.count, "size": COMPETITION_SIZE, "written_this_run": written, "device": str(device)}
+        return {"count": gc.count, "size": COMPETITION_SIZE, "generator": source.name, "written_this_run": written,
+                "device": str(device)}
 
     return run_stage("generate", images_dir(cfg, wd), inputs, build, force=force, in_place=True, log=log)

@@ -41,8 +41,9 @@ from .losses import discriminator_loss, generator_loss, gradient_penalty
 from .models import build_discriminator, build_generator, recalibrate_batchnorm
 from .plots import plot_losses
 
-VERSION = 2
-METRICS_FIELDS = ["step", "loss_d", "loss_g", "gp", "w_estimate", "d_real", "d_fake", "img_per_s", "seconds"]
+VERSION = 3
+METRICS_FIELDS = ["step", "loss_d", "loss_g", "gp", "w_estimate", "d_real", "d_fake", "img_per_s", "seconds",
+                  "swd", "fid", "kid"]  # the last three on evaluation steps only
 GRID_SIZE = 64
 WARMUP_CRITIC_STEPS = 100  # WGAN (Arjovsky et al. 2017): for the first 25 and every 500th generator step
 
@@ -319,10 +320,10 @@ def _fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, process: Pr
         dist.barrier()  # every rank reads the checkpoint before rank 0 may clear the folder
     checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True) \
         if checkpoint_path.exists() else None
-    start_step, seconds = 0, 0.0
+    start_step, seconds, best = 0, 0.0, None
     if checkpoint is not None and checkpoint["fingerprint"] == run_fingerprint and not fresh:
         trainer.load_state_dict(checkpoint["trainer"])
-        start_step, seconds = checkpoint["step"], checkpoint["seconds"]
+        start_step, seconds, best = checkpoint["step"], checkpoint["seconds"], checkpoint.get("best")
         log(f"train: resuming from step {start_step} of {tc.steps}")
     elif process.main:
         clear_folder(out)  # another config's files must not mix with this run's
@@ -341,7 +342,22 @@ def _fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, process: Pr
     def save_checkpoint(step: int) -> None:
         if process.main:
             write_torch_atomic(checkpoint_path, {"fingerprint": run_fingerprint, "step": step, "seconds": seconds,
-                                                 "trainer": trainer.state_dict()})
+                                                 "trainer": trainer.state_dict(), "best": best})
+
+    evaluator = _evaluator(cfg, trainer, log) if tc.eval_every and process.main else None
+
+    def evaluate(step: int) -> dict:
+        """Scores of the EMA generator now; the best one so far is saved as best.pt (main process)."""
+        nonlocal best
+        if evaluator is None:
+            return {}
+        scores, model = evaluator.evaluate(trainer.sampling_generator)
+        value = scores[evaluator.metric]
+        if best is None or value < best["value"]:
+            best = {"step": step, "metric": evaluator.metric, "value": value}
+            write_torch_atomic(out / "best.pt", _generator_file(cfg, trainer.resolution, model))
+            write_json_atomic(out / "best.json", best)
+        return scores
 
     diverged = torch.zeros((), dtype=torch.bool, device=device)
     last_checkpoint = start_step
@@ -359,6 +375,7 @@ def _fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, process: Pr
     with _stop_on_signals() as caught, open(metrics_path, "a", newline="") if process.main else \
             open(os.devnull, "w") as metrics_file:
         writer = csv.DictWriter(metrics_file, METRICS_FIELDS)
+        done = start_step
         for step in bar:
             t0 = time.perf_counter()
             stats = trainer.train_step(step)
@@ -366,7 +383,12 @@ def _fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, process: Pr
             window_images += stats["images"] * process.world
             done = step + 1
             seconds += time.perf_counter() - t0
-            if done % tc.log_every == 0 or done == tc.steps:
+            # An equal wall-clock budget: every rank stops at the same logged step.
+            out_of_time = bool(tc.max_minutes) and done % tc.log_every == 0 and \
+                _any_rank(seconds >= tc.max_minutes * 60, process, device)
+            last = done == tc.steps or out_of_time
+            evaluate_now = tc.eval_every and (done % tc.eval_every == 0 or last)
+            if done % tc.log_every == 0 or last or evaluate_now:
                 check_finite(done)
                 now = time.perf_counter()
                 row = {"step": done, "img_per_s": round(window_images / (now - window_start), 1),
@@ -376,12 +398,17 @@ def _fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, process: Pr
                     row["gp"] = round(stats["gp"].item(), 5)
                 if cfg.model.arch in ("wgan", "wgan-gp"):
                     row["w_estimate"] = round(row["d_real"] - row["d_fake"], 5)  # the critic's Wasserstein estimate
+                if evaluate_now:
+                    row.update(evaluate(done))
                 writer.writerow(row)
                 metrics_file.flush()
                 bar.set_postfix(loss_d=row["loss_d"], loss_g=row["loss_g"], img_s=row["img_per_s"])
                 window_start, window_images = now, 0
             if process.main and done % tc.sample_every == 0:
                 save_grid(trainer.samples(), out / "samples" / f"step_{done:06d}.png")
+            if out_of_time:
+                log(f"train: {tc.max_minutes:g} min of training reached at step {done} of {tc.steps}")
+                break
             if done % tc.checkpoint_every == 0 and done < tc.steps:
                 check_finite(done)
                 save_checkpoint(done)
@@ -395,10 +422,10 @@ def _fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, process: Pr
                 raise TrainingStopped(f"train: stopped by {name} at step {done} of {tc.steps}; checkpoint "
                                       "saved. Run the same command to resume.", caught["signal"] or signal.SIGTERM)
     bar.close()
-    check_finite(tc.steps)
-    save_checkpoint(tc.steps)
+    check_finite(done)
+    save_checkpoint(done)
 
-    summary = {"arch": cfg.model.arch, "resolution": trainer.resolution, "steps": tc.steps,
+    summary = {"arch": cfg.model.arch, "resolution": trainer.resolution, "steps": done,
                "images": trainer.data.shape[0], "world_size": process.world,
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "precision": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "float32",
@@ -417,13 +444,33 @@ def _fit(cfg: Config, out: Path, shards: Path, run_fingerprint: str, process: Pr
     # Generation runs in eval mode: give it exact batch-norm statistics of the final generator.
     final = trainer.sampling_generator
     recalibrate_batchnorm(final, cfg.model.latent_dim, seed=tc.seed)
-    write_torch_atomic(out / "generator.pt", {
-        "arch": cfg.model.arch, "resolution": trainer.resolution, "latent_dim": cfg.model.latent_dim,
-        "g_channels": cfg.model.g_channels, "ema": trainer.ema is not None, "state_dict": final.state_dict()})
+    write_torch_atomic(out / "generator.pt", _generator_file(cfg, trainer.resolution, final))
+    if best is not None:
+        summary["best"] = best
     save_grid(trainer.samples(), out / "samples.png")
     plot_losses(metrics_path, out / "losses.png", title=f"{cfg.run.name}: {cfg.model.arch} {trainer.resolution}px")
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+def _generator_file(cfg: Config, resolution: int, generator: torch.nn.Module) -> dict:
+    """What generator.pt and best.pt hold: enough to rebuild the generator without the config."""
+    return {"arch": cfg.model.arch, "resolution": resolution, "latent_dim": cfg.model.latent_dim,
+            "g_channels": cfg.model.g_channels, "ema": cfg.train.ema_decay > 0, "state_dict": generator.state_dict()}
+
+
+def _evaluator(cfg: Config, trainer: Trainer, log):
+    from .evaluate import Evaluator
+    from .metrics.inception import find_weights
+
+    try:
+        weights = find_weights()
+    except PainterError as exc:
+        log(f"train: evaluating with SWD only: {exc}")
+        weights = None
+    if weights is not None and weights.path is None:
+        weights = None  # a download in the middle of training is not worth the risk
+    return Evaluator(trainer.data, cfg.model.latent_dim, cfg.train.eval_images, cfg.train.seed, weights)
 
 
 def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:

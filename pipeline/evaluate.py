@@ -1,0 +1,65 @@
+"""Evaluation during training: how close the EMA generator is to the paintings, every train.eval_every steps.
+
+Each evaluation takes a copy of the sampling (EMA) generator with exact batch-norm statistics (what
+generator.pt would hold if training stopped here), draws `train.eval_images` images from fixed noise
+and compares them with as many training paintings at the training resolution:
+- SWD always (weight-free);
+- FID and KID as well when a local Inception weights file exists (never a download mid-training);
+  the images are upsampled to 256 px as for the final score.
+The best value (FID when computed, else SWD; lower is better) marks the checkpoint kept as best.pt.
+Nothing here touches the training RNG streams, so a resumed run evaluates exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .metrics.swd import sliced_wasserstein_distance
+from .models import recalibrate_batchnorm
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+class Evaluator:
+    def __init__(self, real: torch.Tensor, latent_dim: int, n_images: int, seed: int, weights=None,
+                 batch_size: int = 64):
+        """real: the training images (uint8, on the training device); weights: a local Inception
+        weights file (metrics.inception.Weights) for FID/KID, or None for SWD only."""
+        n = min(n_images, len(real))
+        pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n]
+        self.real = real[pick.to(real.device)]
+        self.noise = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed + 2))
+        self.latent_dim, self.seed, self.batch_size = latent_dim, seed, batch_size
+        self.weights = weights
+        self.extractor = self.real_features = None
+        self.metric = "fid" if weights is not None else "swd"
+
+    def _inception(self, fake: torch.Tensor) -> dict:
+        from .generate import to_uint8_256
+        from .metrics import inception
+
+        if self.extractor is None:
+            device = self.real.device
+            self.extractor = inception.load_extractor(self.weights, device)
+            real_256 = to_uint8_256(self.real.float().div(127.5).sub(1))
+            self.real_features = inception.extract_features(self.extractor, real_256, self.batch_size)
+        fake_256 = to_uint8_256(fake.float().div(127.5).sub(1))
+        scores = inception.fid_kid_mifid(self.real_features,
+                                         inception.extract_features(self.extractor, fake_256, self.batch_size))
+        return {"fid": round(scores["fid"], 4), "kid": round(scores["kid"], 6)}
+
+    @torch.no_grad()
+    def evaluate(self, generator: torch.nn.Module) -> tuple[dict, torch.nn.Module]:
+        """({"swd": ..., ["fid", "kid"]}, the evaluated generator copy, ready to save as best.pt)."""
+        model = copy.deepcopy(generator)
+        recalibrate_batchnorm(model, self.latent_dim, seed=self.seed)
+        device = next(model.parameters()).device
+        fake = torch.cat([to_uint8(model(chunk.to(device))) for chunk in self.noise.split(self.batch_size)])
+        result = {"swd": round(sliced_wasserstein_distance(self.real, fake, seed=self.seed)["swd"], 4)}
+        if self.weights is not None:
+            result.update(self._inception(fake))
+        return result, model
