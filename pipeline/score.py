@@ -26,7 +26,7 @@ from .metrics.nearest import nearest_pairs, save_pairs_png
 from .metrics.swd import sliced_wasserstein_distance
 from .train import resolve_device
 
-VERSION = 2
+VERSION = 3
 NEAREST_PAIRS = 8
 
 
@@ -38,13 +38,35 @@ def reference_features_dir(wd: Workdir) -> Path:
     return wd.root / "features"
 
 
+def swd_with_floor(real: torch.Tensor, fake: torch.Tensor, seed: int) -> dict:
+    """SWD of the generated images against the paintings, and the floor real paintings reach.
+
+    SWD depends on how many images each side holds, so both use halves of the paintings: the run's
+    value is the mean of two disjoint sets of generated images, each against one half, and the floor
+    is one half against the other. A run at the floor is as close to the paintings as paintings are.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    n = min(len(real) // 2, len(fake))
+    if n < 2:
+        raise PainterError(f"SWD needs at least 4 paintings and 2 generated images ({len(real)} and {len(fake)} here)")
+    halves = torch.randperm(len(real), generator=rng)[:2 * n].to(real.device).view(2, n)
+    picked = torch.randperm(len(fake), generator=rng).to(fake.device)
+    fakes = picked[:2 * n].view(2, n) if len(fake) >= 2 * n else picked[:n].repeat(2, 1)
+    runs = [sliced_wasserstein_distance(real[halves[i]], fake[fakes[i]], seed=seed, progress=True) for i in (0, 1)]
+    floor = sliced_wasserstein_distance(real[halves[0]], real[halves[1]], seed=seed)
+    levels = runs[0]["swd_per_level"]
+    return {"value": (runs[0]["swd"] + runs[1]["swd"]) / 2,
+            "per_level": {k: (runs[0]["swd_per_level"][k] + runs[1]["swd_per_level"][k]) / 2 for k in levels},
+            "floor": floor["swd"], "floor_per_level": floor["swd_per_level"], "n_used": n}
+
+
 def summary_lines(report: dict) -> list[str]:
     swd = report["swd"]
     levels = ", ".join(f"{k}px {v:.2f}" for k, v in swd["per_level"].items())
     lines = [f"score: {report['run']}: {report['n_scored']} of {report['n_generated']} generated images "
              f"vs {report['n_reference']} paintings",
-             f"  SWD    {swd['value']:9.3f}   (x1e3, lower is better; {swd['n_used']} generated vs "
-             f"{swd['n_used']} paintings; per level {levels})"]
+             f"  SWD    {swd['value']:9.3f}   (x1e3, lower is better; floor {swd['floor']:.3f} = paintings vs "
+             f"paintings; {swd['n_used']} vs {swd['n_used']} images; per level {levels})"]
     inc = report["inception"]
     if inc["computed"]:
         features = inc["features"]
@@ -95,7 +117,7 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
         except ValueError as exc:
             raise PainterError(f"generated image {exc}; re-run `painter generate --force`") from None
         real = prepare.load_shards(reference, device)
-        swd = sliced_wasserstein_distance(real, fake, seed=sc.seed, progress=True)
+        swd = swd_with_floor(real, fake, sc.seed)
         nearest = nearest_pairs(real, fake, top=NEAREST_PAIRS)
         save_pairs_png(real, fake, nearest, out / "nearest.png", top=NEAREST_PAIRS)
         nearest["closest"] = [{**pair, "fake_file": picked[pair["fake"]].name} for pair in nearest["closest"]]
@@ -111,14 +133,14 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
                           "files": fingerprint([p.name for p in picked])})
         report = {"run": cfg.run.name, "n_generated": len(files), "n_scored": len(picked),
                   "n_reference": len(real),
-                  "swd": {"value": swd["swd"], "per_level": swd["swd_per_level"], "n_used": swd["n_used"]},
+                  "swd": swd,
                   "nearest": nearest,
                   "inception": inception,
                   "device": str(device), "seconds": round(time.perf_counter() - started, 1)}
         write_json_atomic(out / "score.json", report)
         for line in summary_lines(report):
             log(line)
-        return {"swd": swd["swd"], "fid": inception.get("fid"), "mifid": inception.get("mifid"),
+        return {"swd": swd["value"], "swd_floor": swd["floor"], "fid": inception.get("fid"), "mifid": inception.get("mifid"),
                 "near_copies": nearest["n_copies"]}
 
     return run_stage("score", score_dir(cfg, wd), inputs, build, force=force, log=log)

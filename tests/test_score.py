@@ -51,3 +51,19 @@ def test_a_planted_copy_of_a_training_painting_is_flagged(painter, tmp_path):
     assert "look like copies of training paintings" in result.output
     with Image.open(tmp_path / "work" / "runs" / "demo" / "score" / "nearest.png") as png:
         assert png.format == "PNG"
+
+
+def test_swd_comes_with_a_floor_on_the_same_terms():
+    import torch
+
+    from pipeline.score import swd_with_floor
+
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(40, 3, 8, 8, generator=g), size=64, mode="bilinear")
+    real = (smooth * 255).to(torch.uint8)
+    noise = torch.randint(0, 256, (30, 3, 64, 64), generator=g, dtype=torch.uint8)
+    bad, few = swd_with_floor(real, noise, 0), swd_with_floor(real, noise[:5], 0)
+    assert bad["n_used"] == 20 and few["n_used"] == 5
+    assert bad["floor"] == swd_with_floor(real, noise[:25], 0)["floor"]  # one floor for every run
+    assert bad["value"] > 1.5 * bad["floor"] > 0 and set(bad["per_level"]) == set(bad["floor_per_level"])
+    assert swd_with_floor(real, noise, 0) == bad  # seeded
