@@ -11,7 +11,7 @@ SOURCE ?=
 SOURCE_SET := $(if $(SOURCE),--set data.source=$(SOURCE))
 ARGS ?=
 
-.PHONY: setup demo all test download prepare train generate score submit leaderboard
+.PHONY: setup demo all test sweep download prepare train generate score submit leaderboard
 
 setup: $(INSTALLED)
 
@@ -28,6 +28,10 @@ demo: $(INSTALLED)
 
 all: $(INSTALLED)
 	$(PAINTER) run --config $(CONFIG) $(SOURCE_SET) $(ARGS)
+
+# Every architecture with and without DiffAugment under one budget, then the report (see README).
+sweep: $(INSTALLED)
+	$(PAINTER) sweep $(SOURCE_SET) $(ARGS)
 
 test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest -q $(ARGS)

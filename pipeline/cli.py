@@ -175,21 +175,65 @@ def submit(cfg: Config, wd: Workdir, force: bool, submissions: Path, to_kaggle: 
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
               envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
 @click.option("--kaggle", "on_kaggle", is_flag=True,
-              help="Also fetch the public leaderboard and show where each submitted run stands.")
-def leaderboard(workdir: Path, on_kaggle: bool):
-    """Rank every run in the workdir; writes leaderboard.csv and leaderboard.md there.
+              help="First fetch the public leaderboard and where each submitted run stands (rank, top %).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the report (default: the workdir).")
+def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None):
+    """Rank every run in the workdir: leaderboard.csv, leaderboard.md and a self-contained leaderboard.html.
+
+    The report shows each run's samples, loss and evaluation curves, and the real-vs-real SWD floor.
 
     \b
     Examples:
       painter leaderboard --workdir artifacts
-      painter leaderboard --kaggle
+      painter leaderboard --kaggle --out report/
     """
     from . import leaderboard as stage
-    stage.run(Workdir(workdir), log=click.echo)
     if on_kaggle:
         standings = stage.kaggle_standings(Workdir(workdir), log=click.echo)
-        click.echo("\nKaggle public leaderboard (MiFID, lower is better):")
-        click.echo(standings.to_string(index=False, na_rep="-"))
+        click.echo("Kaggle public leaderboard (MiFID, lower is better):")
+        click.echo(standings.to_string(index=False, na_rep="-") + "\n")
+    stage.run(Workdir(workdir), log=click.echo, out=out)
+
+
+@main.command()
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a key in every run (after its preset), e.g. --set data.source=DIR; repeatable.")
+@click.option("--archs", default=",".join(("dcgan", "wgan", "wgan-gp", "sngan")), show_default=True,
+              help="Comma-separated architectures; each starts from configs/<arch>.toml.")
+@click.option("--diffaugment", type=click.Choice(["both", "off", "on"]), default="both", show_default=True,
+              help="Train each architecture without and with DiffAugment (both), or one way only.")
+@click.option("--budget-images", type=click.IntRange(min=1),
+              help="Real images shown to the discriminator per run (default 100000 when no budget is given).")
+@click.option("--budget-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Minutes of training steps per run, instead of an image budget.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the report (leaderboard.md, .html, .csv); default: the workdir.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
+              envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
+@click.option("--force", is_flag=True, help="Re-train, re-generate and re-score every run of the sweep.")
+@inception_option
+def sweep(overrides, archs, diffaugment, budget_images, budget_minutes, report_dir, workdir, force,
+          inception_weights):
+    """Train architectures x DiffAugment on one dataset under an equal budget; generate, score, rank.
+
+    Runs are named sweep-<arch>[-da] and cached like any run: an interrupted sweep resumes where it
+    stopped, a finished one costs nothing. Ends with the leaderboard report of the sweep's runs.
+
+    \b
+    Example:
+      painter sweep --set data.source=../shared/data --set data.resolution=64 --budget-images 100000
+    """
+    from . import leaderboard
+    from . import sweep as stage
+    if budget_images is None and budget_minutes is None:
+        budget_images = 100_000
+    augment = {"both": [False, True], "off": [False], "on": [True]}[diffaugment]
+    configs = stage.plan([a.strip() for a in archs.split(",") if a.strip()], augment, list(overrides),
+                         budget_images, budget_minutes)
+    wd = Workdir(workdir)
+    names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
+    leaderboard.run(wd, log=click.echo, runs=names, out=report_dir)
 
 
 @main.command("run")

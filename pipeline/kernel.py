@@ -462,7 +462,9 @@ def pull(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False,
 
     registered = wd.run(run) / "kaggle"
     registered.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(registered / "score.json", (target / "score.json").read_bytes())
+    for name in ("score.json", "samples.png", "losses.png", "metrics.csv", "nearest.png"):  # what the report shows
+        if (target / name).is_file():
+            write_bytes_atomic(registered / name, (target / name).read_bytes())
     write_json_atomic(registered / "kernel.json", info)  # last: its presence means the pair is complete
     score = info["score"]
     headline = f"SWD {score['swd']:.3f}" if isinstance(score["swd"], (int, float)) else "no SWD"

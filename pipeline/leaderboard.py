@@ -53,28 +53,23 @@ def collect(wd: Workdir) -> pd.DataFrame:
     return table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    def cell(value) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "-"
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
+def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None = None) -> pd.DataFrame:
+    """The table of `runs` (default: every run in the workdir) as CSV, and the report (Markdown, HTML)."""
+    from .report import write_report
 
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
-def run(wd: Workdir, log=print) -> pd.DataFrame:
     table = collect(wd)
-    wd.root.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(wd.root / "leaderboard.csv", table.to_csv(index=False).encode())
-    write_bytes_atomic(wd.root / "leaderboard.md", to_markdown(table).encode())
+    if runs is not None:
+        table = table[table["run"].isin(runs)].reset_index(drop=True)
+    out = Path(out) if out is not None else wd.root
+    out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out / "leaderboard.csv", table.to_csv(index=False).encode())
     if table.empty:
         log(f"leaderboard: no trained runs in {wd.root / 'runs'} yet")
     else:
         with pd.option_context("display.width", 200, "display.max_columns", None):
             log(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
-    log(f"leaderboard: wrote {wd.root / 'leaderboard.csv'} and {wd.root / 'leaderboard.md'}")
+    write_report(wd, table, out, log=log)
+    log(f"leaderboard: wrote {out / 'leaderboard.csv'}, {out / 'leaderboard.md'} and {out / 'leaderboard.html'}")
     return table
 
 

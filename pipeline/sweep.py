@@ -1,0 +1,70 @@
+"""sweep: train several architectures on one dataset under an equal budget, then generate, score and rank them.
+
+Each run is an ordinary painter run named `sweep-<arch>[-da]`, built from its preset in configs/
+plus the sweep's own --set overrides, so an interrupted sweep resumes where it stopped (finished
+stages are up to date, training resumes from its checkpoint) and a finished one costs nothing.
+
+The budget is equal in real images shown to the discriminator (critic steps x batch size: WGAN's
+five critic steps, and its warm-up, count against it), or in minutes of training steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Config, load_config
+from .errors import PainterError
+from .models import ARCHITECTURES
+from .train import critic_steps
+
+PRESETS = Path(__file__).resolve().parents[1] / "configs"
+DIFFAUGMENT = "color,translation,cutout"
+MAX_STEPS = 10_000_000  # the step cap of a wall-clock budget
+
+
+def steps_for_budget(cfg: Config, images: int) -> int:
+    """Generator steps after which the discriminator has seen `images` real images."""
+    tc, seen, step = cfg.train, 0, 0
+    while seen < images:
+        seen += critic_steps(step, tc.n_critic, tc.critic_warmup) * tc.batch_size
+        step += 1
+    return max(step, 1)
+
+
+def plan(archs: list[str], diffaugment: list[bool], overrides: list[str], budget_images: int | None,
+         budget_minutes: float | None) -> list[Config]:
+    """The sweep's configs, one per (architecture, DiffAugment), in order."""
+    if (budget_images is None) == (budget_minutes is None):
+        raise PainterError("give the sweep one budget: --budget-images N or --budget-minutes M")
+    unknown = [a for a in archs if a not in ARCHITECTURES]
+    if unknown:
+        raise PainterError(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
+    configs = []
+    for arch in archs:
+        for augment in diffaugment:
+            name = f"sweep-{arch}" + ("-da" if augment else "")
+            per_run = [*overrides, f"run.name={name}", f"train.diffaugment={DIFFAUGMENT if augment else ''}"]
+            cfg = load_config(PRESETS / f"{arch}.toml", per_run)
+            if budget_images is not None:
+                cfg = load_config(PRESETS / f"{arch}.toml",
+                                  [*per_run, f"train.steps={steps_for_budget(cfg, budget_images)}"])
+            else:
+                cfg = load_config(PRESETS / f"{arch}.toml",
+                                  [*per_run, f"train.steps={MAX_STEPS}", f"train.max_minutes={budget_minutes}"])
+            configs.append(cfg)
+    return configs
+
+
+def run(configs: list[Config], wd, *, inception_weights: str | None = None, force: bool = False, log=print) -> list[str]:
+    """Each config through download -> prepare -> train -> generate -> score; returns the run names."""
+    from . import download, generate, prepare, score, train
+
+    for i, cfg in enumerate(configs, 1):
+        log(f"\n== sweep {i}/{len(configs)}: {cfg.run.name} ({cfg.model.arch}, "
+            f"diffaugment {'on' if cfg.train.diffaugment else 'off'}, {cfg.train.steps} steps)")
+        download.run(cfg, wd, force=False, log=log)
+        prepare.run(cfg, wd, force=False, log=log)
+        train.run(cfg, wd, force=force, log=log)
+        generate.run(cfg, wd, force=force, log=log)
+        score.run(cfg, wd, force=force, inception_weights=inception_weights, log=log)
+    return [cfg.run.name for cfg in configs]
