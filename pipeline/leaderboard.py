@@ -50,6 +50,9 @@ def collect(wd: Workdir) -> pd.DataFrame:
             row.update(public_mifid=standing.get("public_mifid"), public_rank=standing.get("rank"))
             rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
+    for column in COLUMNS[3:]:
+        if column != "device":  # numbers, with NaN (not None) where missing
+            table[column] = pd.to_numeric(table[column], errors="coerce")
     return table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
 
 
