@@ -140,7 +140,7 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
         write_json_atomic(out / "score.json", report)
         for line in summary_lines(report):
             log(line)
-        return {"swd": swd["value"], "swd_floor": swd["floor"], "fid": inception.get("fid"), "mifid": inception.get("mifid"),
-                "near_copies": nearest["n_copies"]}
+        return {"swd": swd["value"], "swd_floor": swd["floor"], "fid": inception.get("fid"),
+                "mifid": inception.get("mifid"), "near_copies": nearest["n_copies"]}
 
     return run_stage("score", score_dir(cfg, wd), inputs, build, force=force, log=log)
