@@ -4,7 +4,8 @@
 writes two files into `out_dir`:
 
 - `leaderboard.md`, for a repository page, with its images as PNG files in `leaderboard_files/`
-  (referenced by relative paths, each shrunk: sample grids to at most 530 px wide, palette PNGs);
+  (referenced by relative paths, each shrunk: the top half of each sample grid, at most 530 px
+  wide, palette PNGs, so that eight runs stay well under 2 MB per page);
 - `leaderboard.html`, one self-contained page with the same content: every image embedded as a
   base64 `data:` URI, inline CSS, no script, no external resource.
 
@@ -46,6 +47,7 @@ from .plots import plot_losses
 
 FILES_DIR = "leaderboard_files"
 GRID_MAX_WIDTH = 530    # an 8x8 grid of 64 px samples (8 * 66 + 2 px) stays pixel-exact
+GRID_KEPT = 0.5         # the top half of a grid (32 of 64 samples): full grids made 8 runs a 2.8 MB page
 PLOT_MAX_WIDTH = 760
 PNG_COLOURS = 256       # palette PNGs: about a third of the bytes of RGB ones, hard to tell apart at this size
 CHART_DPI = 90
@@ -213,8 +215,9 @@ def floors(views: list[RunView]) -> dict[float, list[str]]:
 # Images
 
 
-def shrink_png(data: bytes, max_width: int) -> tuple[bytes, tuple[int, int]]:
-    """A smaller PNG of an image: flattened onto white, at most `max_width` wide, palette colours."""
+def shrink_png(data: bytes, max_width: int, keep_top: float = 1.0) -> tuple[bytes, tuple[int, int]]:
+    """A smaller PNG of an image: its top `keep_top` part, flattened onto white, at most `max_width`
+    wide, palette colours."""
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         if image.mode in ("RGBA", "LA", "P"):
@@ -224,6 +227,8 @@ def shrink_png(data: bytes, max_width: int) -> tuple[bytes, tuple[int, int]]:
             image = flat
         else:
             image = image.convert("RGB")
+    if keep_top < 1.0:
+        image = image.crop((0, 0, image.width, max(1, round(image.height * keep_top))))
     if image.width > max_width:
         image = image.resize((max_width, max(1, round(image.height * max_width / image.width))), Image.LANCZOS)
     buffer = io.BytesIO()
@@ -336,11 +341,11 @@ def build_images(views: list[RunView], found: dict[float, list[str]]) -> dict[st
     """Every picture of the report: {file name: (PNG bytes, (width, height))}; sets each view's `files`."""
     images: dict[str, tuple[bytes, tuple[int, int]]] = {}
 
-    def add(name: str, data: bytes | None, max_width: int) -> bool:
+    def add(name: str, data: bytes | None, max_width: int, keep_top: float = 1.0) -> bool:
         if data is None:
             return False
         try:
-            images[name] = shrink_png(data, max_width)
+            images[name] = shrink_png(data, max_width, keep_top)
         except (OSError, ValueError, Image.DecompressionBombError):
             return False
         return True
@@ -357,7 +362,8 @@ def build_images(views: list[RunView], found: dict[float, list[str]]) -> dict[st
                 if data is None:
                     view.missing["losses"] = "no loss curves (metrics.csv has no losses)"
             name = f"run-{view.slug}-{role}.png"
-            if add(name, data, GRID_MAX_WIDTH if role == "samples" else PLOT_MAX_WIDTH):
+            grid = role == "samples"
+            if add(name, data, GRID_MAX_WIDTH if grid else PLOT_MAX_WIDTH, GRID_KEPT if grid else 1.0):
                 view.files[role] = name
             elif source is not None:
                 view.missing[role] = f"{source.name} is not a readable image"
@@ -554,7 +560,7 @@ def card_subtitle(view: RunView) -> str:
     return " · ".join(p for p in parts if p)
 
 
-CAPTIONS = {"samples": "final samples (EMA generator)", "losses": "loss curves",
+CAPTIONS = {"samples": "final samples (EMA generator; the grid's top half)", "losses": "loss curves",
             "nearest": "closest generated/painting pairs"}
 
 
