@@ -16,12 +16,9 @@ import copy
 
 import torch
 
+from .generate import to_uint8, to_uint8_256
 from .metrics.swd import sliced_wasserstein_distance
 from .models import recalibrate_batchnorm
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images.float().add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 class Evaluator:
@@ -39,7 +36,6 @@ class Evaluator:
         self.metric = "fid" if weights is not None else "swd"
 
     def _inception(self, fake: torch.Tensor) -> dict:
-        from .generate import to_uint8_256
         from .metrics import inception
 
         if self.extractor is None:

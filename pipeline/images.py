@@ -16,6 +16,7 @@ from tqdm import tqdm
 from .artifacts import write_bytes_atomic
 
 COMPETITION_SIZE = 256  # Kaggle's images are, and submissions must be, 256x256
+GPU_DECODE_BATCH = 256  # JPEGs per nvJPEG call
 
 
 # Real-world folders hold grayscale, CMYK, palette and transparent images; all become RGB.
@@ -78,15 +79,17 @@ def read_jpegs(files: list[Path], device: torch.device, size: int = COMPETITION_
         except RuntimeError as exc:
             raise ValueError(f"{path}: cannot read ({exc})") from None
 
-    def decode_one(item: tuple[Path, torch.Tensor], on: str = "cpu") -> torch.Tensor:
-        path, data = item
-        try:
-            image = decode_jpeg(data, mode=ImageReadMode.RGB, device=on)
-        except RuntimeError as exc:
-            raise ValueError(f"{path}: not a readable JPEG ({str(exc).splitlines()[0]})") from None
+    def checked(path: Path, image: torch.Tensor) -> torch.Tensor:
         if image.shape[-2:] != (size, size):
             raise ValueError(f"{path}: is {image.shape[-1]}x{image.shape[-2]}, not {size}x{size}")
         return image
+
+    def decode_one(item: tuple[Path, torch.Tensor], on: str = "cpu") -> torch.Tensor:
+        path, data = item
+        try:
+            return checked(path, decode_jpeg(data, mode=ImageReadMode.RGB, device=on))
+        except RuntimeError as exc:
+            raise ValueError(f"{path}: not a readable JPEG ({str(exc).splitlines()[0]})") from None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         datas = list(tqdm(pool.map(read, files), total=len(files), desc=f"{desc}: files", unit="img"))
@@ -95,15 +98,12 @@ def read_jpegs(files: list[Path], device: torch.device, size: int = COMPETITION_
             return torch.stack(list(tqdm(pool.map(decode_one, items), total=len(files), desc=f"{desc}: decode",
                                          unit="img")))
     images = torch.empty((len(files), 3, size, size), dtype=torch.uint8, device=device)
-    for start in tqdm(range(0, len(files), 256), desc=f"{desc}: decode on GPU", unit="batch"):
-        chunk = datas[start:start + 256]
+    for start in tqdm(range(0, len(files), GPU_DECODE_BATCH), desc=f"{desc}: decode on GPU", unit="batch"):
+        paths, chunk = files[start:start + GPU_DECODE_BATCH], datas[start:start + GPU_DECODE_BATCH]
         try:
             decoded = decode_jpeg(chunk, mode=ImageReadMode.RGB, device=device)
         except RuntimeError:  # find and name the bad file
-            decoded = [decode_one(item, str(device)) for item in zip(files[start:start + 256], chunk)]
-        for offset, image in enumerate(decoded):
-            if image.shape[-2:] != (size, size):
-                raise ValueError(f"{files[start + offset]}: is {image.shape[-1]}x{image.shape[-2]}, "
-                                 f"not {size}x{size}")
-            images[start + offset] = image
+            decoded = [decode_one(item, str(device)) for item in zip(paths, chunk)]
+        for offset, (path, image) in enumerate(zip(paths, decoded)):
+            images[start + offset] = checked(path, image)
     return images
