@@ -19,7 +19,7 @@ def report() -> list[tuple[str, str]]:
     import torch
 
     from .errors import PainterError
-    from .kaggle_api import COMPETITION_URL, credential_sources
+    from .kaggle_api import NO_CREDENTIALS, credential_sources
     from .metrics.inception import ENV_VAR, WEIGHTS_NAMES, find_weights
     from .train import cpu_has_native_bf16
 
@@ -48,7 +48,5 @@ def report() -> list[tuple[str, str]]:
         rows.append(("inception weights", f"PROBLEM: {exc}"))
 
     found = credential_sources()
-    rows.append(("kaggle credentials", ", ".join(found) if found else
-                 "none: put kaggle.json (https://www.kaggle.com/settings, 'Create New Token') in ~/.kaggle/, "
-                 f"or set KAGGLE_USERNAME and KAGGLE_KEY; then accept the rules at {COMPETITION_URL}/rules"))
+    rows.append(("kaggle credentials", ", ".join(found) if found else NO_CREDENTIALS))
     return rows

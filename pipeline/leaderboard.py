@@ -6,6 +6,7 @@ Runs are ranked by MiFID (Kaggle's metric) where it was computed, then by SWD.
 from __future__ import annotations
 
 import math
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -76,22 +77,18 @@ def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None 
     return table
 
 
-def public_leaderboard(api, dest: Path, log=print) -> pd.DataFrame:
+def public_leaderboard(api, log=print) -> pd.DataFrame:
     """The competition's whole public leaderboard (one CSV in a zip), as TeamName and Score."""
     from . import kaggle_api
 
-    dest.mkdir(parents=True, exist_ok=True)
-    kaggle_api.call("downloading the public leaderboard", api.competition_leaderboard_download,
-                    kaggle_api.COMPETITION, str(dest), log=log)
-    archive = dest / f"{kaggle_api.COMPETITION}.zip"
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            board = pd.read_csv(zf.open(zf.namelist()[0]))
-    except (zipfile.BadZipFile, IndexError, KeyError, pd.errors.ParserError) as exc:
-        raise PainterError(f"the public leaderboard from Kaggle is unreadable ({exc})") from None
-    finally:
-        archive.unlink(missing_ok=True)
-    return board
+    with tempfile.TemporaryDirectory(prefix="painter-leaderboard-") as dest:
+        kaggle_api.call("downloading the public leaderboard", api.competition_leaderboard_download,
+                        kaggle_api.COMPETITION, dest, log=log)
+        try:
+            with zipfile.ZipFile(Path(dest) / f"{kaggle_api.COMPETITION}.zip") as zf:
+                return pd.read_csv(zf.open(zf.namelist()[0]))
+        except (OSError, zipfile.BadZipFile, IndexError, KeyError, pd.errors.ParserError) as exc:
+            raise PainterError(f"the public leaderboard from Kaggle is unreadable ({exc})") from None
 
 
 def kaggle_standings(wd: Workdir, log=print) -> pd.DataFrame:
@@ -106,7 +103,7 @@ def kaggle_standings(wd: Workdir, log=print) -> pd.DataFrame:
     mine = kaggle_api.call("listing your submissions", api.competition_submissions, kaggle_api.COMPETITION,
                            page_size=100, log=log) or []
     by_ref = {getattr(s, "ref", None): s for s in mine}
-    board = public_leaderboard(api, wd.root / ".kaggle-tmp", log)
+    board = public_leaderboard(api, log)
     scores = pd.to_numeric(board["Score"], errors="coerce").dropna()
     rows = []
     for run, record in sorted(submitted.items()):
