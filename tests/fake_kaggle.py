@@ -152,6 +152,15 @@ from urllib.parse import quote, unquote, urlsplit
 
 DEFAULT_USERNAME = "painter-user"
 DEFAULT_KEY = "0123456789abcdef0123456789abcdef"
+
+
+def client_version() -> tuple[int, ...]:
+    """The installed kaggle client's version, for the behaviours that changed between releases."""
+    from importlib.metadata import version
+
+    return tuple(int(part) for part in version("kaggle").split(".")[:3])
+
+
 COMPETITION = "gan-getting-started"
 COMPETITION_TITLE = "I'm Something of a Painter Myself"
 

@@ -7,7 +7,7 @@ Besides proving the fake, these tests pin down how kaggle 2.2.x behaves, for pai
 * no retry of 4xx/5xx for competitions / kernels / submissions calls (429 included); the dataset
   create / version and blob-upload calls retry 429 (honouring Retry-After) but not 5xx;
 * a truncated download is resumed by the client (Range request after a 2-3 s sleep, up to 5 times);
-* kernels_output downloads output files without checking their HTTP status;
+* kernels_output downloads output files without checking their HTTP status (before 2.2.5; 2.2.5 raises);
 * kernels_status / kernels_output turn 401/403 into ValueError("Cannot access kernel ...").
 """
 
@@ -25,7 +25,7 @@ import pytest
 import requests
 from requests.exceptions import HTTPError
 
-from tests.fake_kaggle import COMPETITION, FakeKaggle, connect_in_process
+from tests.fake_kaggle import COMPETITION, FakeKaggle, client_version, connect_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 KAGGLE_CLI = Path(sys.executable).with_name("kaggle")
@@ -111,7 +111,9 @@ def test_list_and_download_single_file(server, api, tmp_path):
         (i.filename, i.file_size) for i in zipfile.ZipFile(io.BytesIO(COMP_ZIP)).infolist())
 
     api.competition_download_file(COMPETITION, "photo_jpg/0001.jpg", path=str(tmp_path), quiet=True)
-    assert (tmp_path / "0001.jpg").read_bytes() == zipfile.ZipFile(io.BytesIO(COMP_ZIP)).read("photo_jpg/0001.jpg")
+    # kaggle 2.2.5 keeps the requested folder (photo_jpg/0001.jpg); earlier clients dropped it.
+    landed = tmp_path / "photo_jpg" / "0001.jpg" if client_version() >= (2, 2, 5) else tmp_path / "0001.jpg"
+    assert landed.read_bytes() == zipfile.ZipFile(io.BytesIO(COMP_ZIP)).read("photo_jpg/0001.jpg")
 
 
 def test_wrong_key_is_401(server, monkeypatch, tmp_path):
@@ -246,9 +248,14 @@ def test_kernel_client_quirks(server, api, tmp_path):
     assert err.value.response.status_code == 404
 
     server.set_kernel_output(ref, {"score.json": b"{}"})
-    server.fail("score.json", 500)  # kernels_output does not check the file download's status
-    api.kernels_output(ref, str(tmp_path / "out"))
-    assert json.loads((tmp_path / "out" / "score.json").read_text())["code"] == 500
+    server.fail("score.json", 500)
+    if client_version() >= (2, 2, 5):  # it checks the file download's status
+        with pytest.raises(HTTPError) as err:
+            api.kernels_output(ref, str(tmp_path / "out"))
+        assert err.value.response.status_code == 500
+    else:  # it does not: the error body lands in the file
+        api.kernels_output(ref, str(tmp_path / "out"))
+        assert json.loads((tmp_path / "out" / "score.json").read_text())["code"] == 500
 
     with pytest.raises(HTTPError) as err:  # pushing into someone else's account
         api.kernels_push(str(_kernel_folder(tmp_path / "other", "someone-else")))
