@@ -28,13 +28,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import download, prepare, train  # noqa: E402
+from pipeline import archs, download, prepare, train  # noqa: E402
+from pipeline.archs.dcgan import critic_steps  # noqa: E402
 from pipeline.artifacts import Workdir, write_json_atomic  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.generate import load_generator  # noqa: E402
 from pipeline.images import save_grid  # noqa: E402
 from pipeline.metrics.swd import sliced_wasserstein_distance  # noqa: E402
-from pipeline.models import ARCHITECTURES  # noqa: E402
 from train_throughput import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 DATA = REPO.parent / "shared" / "data"
@@ -49,7 +49,7 @@ def generator_steps_for(budget: int, batch: int, n_critic: int, warmup: bool) ->
     """Generator steps whose critic steps first show `budget` real images, and the images shown."""
     steps, seen = 0, 0
     while seen < budget:
-        seen += batch * train.critic_steps(steps, n_critic, warmup)
+        seen += batch * critic_steps(steps, n_critic, warmup)
         steps += 1
     return steps, seen
 
@@ -72,7 +72,7 @@ def main() -> None:
     print(f"floor (paintings, half vs half): SWD {floor:.2f}")
 
     runs = []
-    for arch in ARCHITECTURES:
+    for arch in [a.name for a in archs.all_architectures() if a.consumes == "noise"]:
         for policy in ("", POLICY):
             name = f"{arch}{'-diffaugment' if policy else ''}"
             cfg = load_config(REPO / "configs" / f"{arch}.toml",
@@ -81,7 +81,7 @@ def main() -> None:
             cfg.train.steps, seen = generator_steps_for(args.budget, cfg.train.batch_size, cfg.train.n_critic,
                                                         cfg.train.critic_warmup)
             stamp = train.run(cfg, wd)
-            generator = load_generator(train.train_dir(cfg, wd) / "generator.pt", torch.device("cpu"))
+            generator = load_generator(train.train_dir(cfg, wd) / "generator.pt", torch.device("cpu"))[0]
             noise = torch.randn(GENERATED, cfg.model.latent_dim, generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
                 images = torch.cat([generator(z) for z in noise.split(250)])

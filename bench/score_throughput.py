@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from pipeline.config import ScoreConfig  # noqa: E402
 from pipeline.generate import write_images  # noqa: E402
 from pipeline.metrics import inception  # noqa: E402
-from pipeline.models import build_generator  # noqa: E402
+from pipeline import archs  # noqa: E402
 from train_throughput import cpu_model, read_cases, write_json_atomic  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -182,7 +182,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="painter-bench-") as tmp:
         scratch = Path(tmp)
         torch.manual_seed(0)
-        generator = build_generator("dcgan", RESOLUTION, LATENT_DIM, CHANNELS).to(device).eval()
+        generator = archs.get("dcgan").build_generator(RESOLUTION, {"latent_dim": LATENT_DIM, "channels": CHANNELS}).to(device).eval()
         # One untimed warm-up batch each, so neither side pays for lazy initialisation.
         time_generate("painter", generator, scratch / "warm-painter", BATCH, device)
         time_generate("naive", generator, scratch / "warm-naive", BATCH, device)

@@ -1,6 +1,6 @@
 """Training throughput: painter's `train` stage against the PyTorch DCGAN tutorial's training loop.
 
-Both sides train the same generator and discriminator (built by painter's `pipeline.models`) on
+Both sides train the same generator and discriminator (built by painter's `pipeline.archs.dcgan`) on
 the same 300 Monet JPEGs, at the same resolution, batch size, widths and number of generator
 steps, on the same device. What differs is what each side does around the models:
 
@@ -161,7 +161,8 @@ def reference_side(args) -> dict:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from pipeline.models import build_discriminator, build_generator
+    from pipeline import archs
+    from pipeline.archs.dcgan import DCGANDiscriminator, dcgan_init
 
     device = torch.device(args.device)
     warmup = warmup_steps(args.steps)
@@ -181,8 +182,10 @@ def reference_side(args) -> dict:
 
     # painter's own models (already DCGAN-initialised), so only the loop around them differs.
     # painter's D returns logits: BCEWithLogitsLoss is the tutorial's Sigmoid + BCELoss in one op.
-    netG = build_generator("dcgan", res, LATENT_DIM, args.channels).to(device)
-    netD = build_discriminator("dcgan", res, args.channels).to(device)
+    netG = archs.get("dcgan").build_generator(res, {"latent_dim": LATENT_DIM, "channels": args.channels}).to(device)
+    netD = DCGANDiscriminator(res, args.channels, "batch")
+    netD.apply(dcgan_init)
+    netD = netD.to(device)
     criterion = nn.BCEWithLogitsLoss()
     optimizerD = torch.optim.Adam(netD.parameters(), lr=TUTORIAL_LR, betas=TUTORIAL_BETAS)
     optimizerG = torch.optim.Adam(netG.parameters(), lr=TUTORIAL_LR, betas=TUTORIAL_BETAS)

@@ -193,8 +193,10 @@ class Workdir:
     def raw(self, source_id: str) -> Path:
         return self.root / "raw" / source_id
 
-    def shards(self, source_id: str, resolution: int) -> Path:
-        return self.root / "shards" / f"{source_id}-{resolution}px"
+    def shards(self, source_id: str, resolution: int, domain: str = "paintings") -> Path:
+        """Prepared images of one domain: the paintings (<source>-<res>px) or the photos (<source>-photos-<res>px)."""
+        infix = "" if domain == "paintings" else f"-{domain}"
+        return self.root / "shards" / f"{source_id}{infix}-{resolution}px"
 
     def run(self, name: str) -> Path:
         return self.root / "runs" / name

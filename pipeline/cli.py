@@ -10,10 +10,9 @@ import click
 
 from . import __version__
 from .artifacts import Workdir
+from .chain import STAGES
 from .config import Config, describe_keys, load_config
 from .errors import PainterError
-
-STAGES = ("download", "prepare", "train", "generate", "score", "submit")
 
 
 class PainterGroup(click.Group):
@@ -164,10 +163,11 @@ def submit(cfg: Config, wd: Workdir, force: bool, submissions: Path, to_kaggle: 
       painter submit --config configs/demo.toml
       painter submit --config configs/dcgan.toml --kaggle --message "dcgan 5k steps"
     """
-    from . import submit as stage
     if to_kaggle:
-        stage.to_kaggle(cfg, wd, message, log=click.echo)
+        from . import kernel
+        kernel.submit(cfg, wd, message, log=click.echo)
     else:
+        from . import submit as stage
         stage.run(cfg, wd, submissions, force=force, log=click.echo)
 
 
@@ -199,10 +199,11 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None):
 @main.command()
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a key in every run (after its preset), e.g. --set data.source=DIR; repeatable.")
-@click.option("--archs", default=",".join(("dcgan", "wgan", "wgan-gp", "sngan")), show_default=True,
-              help="Comma-separated architectures; each starts from configs/<arch>.toml.")
-@click.option("--diffaugment", type=click.Choice(["both", "off", "on"]), default="both", show_default=True,
-              help="Train each architecture without and with DiffAugment (both), or one way only.")
+@click.option("--archs", default="all", show_default=True,
+              help="Comma-separated architectures, or all of them; each starts from configs/<arch>.toml.")
+@click.option("--diffaugment", type=click.Choice(["both", "off", "on", "preset"]), default="both",
+              show_default=True, help="Train each architecture without and with DiffAugment (both), one way only, "
+                                      "or as its preset says.")
 @click.option("--budget-images", type=click.IntRange(min=1),
               help="Real images shown to the discriminator per run (default 100000 when no budget is given).")
 @click.option("--budget-minutes", type=click.FloatRange(min=0, min_open=True),
@@ -218,19 +219,21 @@ def sweep(overrides, archs, diffaugment, budget_images, budget_minutes, report_d
     """Train architectures x DiffAugment on one dataset under an equal budget; generate, score, rank.
 
     Runs are named sweep-<arch>[-da] and cached like any run: an interrupted sweep resumes where it
-    stopped, a finished one costs nothing. Ends with the leaderboard report of the sweep's runs.
+    stopped, a finished one costs nothing. Ends with the leaderboard report of the sweep's runs,
+    with the untouched photos as the baseline to beat when the data has photos.
 
     \b
-    Example:
+    Examples:
       painter sweep --set data.source=../shared/data --set data.resolution=64 --budget-images 100000
+      painter sweep --archs dcgan,cyclegan,cut --diffaugment preset --budget-minutes 30 \\
+          --set data.source=../shared/data --set cyclegan.crop=128 --set cut.crop=128
     """
     from . import leaderboard
     from . import sweep as stage
     if budget_images is None and budget_minutes is None:
         budget_images = 100_000
-    augment = {"both": [False, True], "off": [False], "on": [True]}[diffaugment]
-    configs = stage.plan([a.strip() for a in archs.split(",") if a.strip()], augment, list(overrides),
-                         budget_images, budget_minutes)
+    augment = {"both": [False, True], "off": [False], "on": [True], "preset": [None]}[diffaugment]
+    configs = stage.plan(stage.architectures(archs), augment, list(overrides), budget_images, budget_minutes)
     wd = Workdir(workdir)
     names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
     leaderboard.run(wd, log=click.echo, runs=names, out=report_dir)
@@ -240,7 +243,9 @@ def sweep(overrides, archs, diffaugment, budget_images, budget_minutes, report_d
 @stage_options
 @inception_option
 @submissions_option
-def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None, submissions: Path):
+@click.option("--until", type=click.Choice(STAGES), default="submit", show_default=True,
+              help="Stop after this stage (e.g. prepare, to train under torchrun next).")
+def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None, submissions: Path, until: str):
     """Run the whole chain for one config; up-to-date stages are skipped.
 
     --force re-runs every stage.
@@ -250,13 +255,13 @@ def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | No
       painter run --config configs/demo.toml
       painter run --config configs/dcgan.toml --set data.source=../shared/data
     """
-    from . import download, generate, prepare, score, submit, train
-    download.run(cfg, wd, force=force, log=click.echo)
-    prepare.run(cfg, wd, force=force, log=click.echo)
-    train_stamp = train.run(cfg, wd, force=force, log=click.echo)
-    generate.run(cfg, wd, force=force, log=click.echo)
-    score_stamp = score.run(cfg, wd, force=force, inception_weights=inception_weights, log=click.echo)
-    submit.run(cfg, wd, submissions, force=force, log=click.echo)
+    from . import chain
+    stamps = chain.run(cfg, wd, until=until, force=STAGES if force else (), inception_weights=inception_weights,
+                       submissions=submissions, log=click.echo)
+    if until != "submit":
+        click.echo(f"\ndone: {cfg.run.name} up to {until}")
+        return
+    train_stamp, score_stamp = stamps["train"], stamps["score"]
 
     run_dir = wd.run(cfg.run.name)
     results = score_stamp["summary"]

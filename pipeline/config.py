@@ -1,7 +1,9 @@
 """Typed run configuration: TOML presets plus `--set section.key=value` overrides.
 
-Every key is declared once here, with its type and the values it may take, so a typo or an
-out-of-range value fails before any work starts, with a message naming the key.
+Every key is declared once, with its type and the values it may take, so a typo or an
+out-of-range value fails before any work starts, with a message naming the key. The sections
+shared by every run are declared here; each architecture declares its own keys (its `Options`,
+the section named after it) in its module under pipeline/archs/.
 """
 
 from __future__ import annotations
@@ -21,85 +23,94 @@ else:  # Python 3.10 (Kaggle's image at times): the same parser, packaged
     import tomli as tomllib
 
 
-def _spec(default, *, choices=None, min=None, max=None, power_of_two=False, help=""):
+def option(default, *, choices=None, min=None, max=None, power_of_two=False, help=""):
+    """One config key: its default, the values it may take (`choices` may be a function that lists
+    them), and what it means."""
     return field(default=default, metadata=dict(choices=choices, min=min, max=max,
                                                 power_of_two=power_of_two, help=help))
 
 
+def _architecture_names() -> tuple[str, ...]:
+    from . import archs  # here, not at the top: the architectures import torch
+
+    return archs.names()
+
+
 @dataclass
 class RunConfig:
-    name: str = _spec("", help="run folder under <workdir>/runs/; defaults to the config file's name")
-    device: str = _spec("auto", help='"auto" (CUDA when available), "cpu", "cuda" or "cuda:N"')
+    name: str = option("", help="run folder under <workdir>/runs/; defaults to the config file's name")
+    device: str = option("auto", help='"auto" (CUDA when available), "cpu", "cuda" or "cuda:N"')
 
 
 @dataclass
 class DataConfig:
-    source: str = _spec("kaggle", help='"kaggle", "demo", or a folder holding monet_jpg/ (and photo_jpg/)')
-    resolution: int = _spec(64, min=32, max=256, power_of_two=True, help="training resolution in pixels")
-    demo_seed: int = _spec(0, min=0, help="seed of the procedural demo set")
-    demo_paintings: int = _spec(300, min=1, max=100_000, help="paintings in the demo set")
-    demo_photos: int = _spec(300, min=0, max=100_000, help="photos in the demo set")
+    source: str = option("kaggle", help='"kaggle", "demo", or a folder holding monet_jpg/ (and photo_jpg/)')
+    resolution: int = option(64, min=32, max=256, power_of_two=True, help="training resolution in pixels")
+    demo_seed: int = option(0, min=0, help="seed of the procedural demo set")
+    demo_paintings: int = option(300, min=1, max=100_000, help="paintings in the demo set")
+    demo_photos: int = option(300, min=0, max=100_000, help="photos in the demo set")
 
 
 @dataclass
 class ModelConfig:
-    arch: str = _spec("dcgan", choices=("dcgan", "wgan", "wgan-gp", "sngan"),
-                      help="loss and critic: dcgan (BCE), wgan (clipping), wgan-gp (penalty), sngan (hinge)")
-    latent_dim: int = _spec(100, min=1, max=4096, help="size of the noise vector z")
-    g_channels: int = _spec(64, min=4, max=1024, help="generator width (ngf in the DCGAN tutorial)")
-    d_channels: int = _spec(64, min=4, max=1024, help="discriminator width (ndf)")
+    arch: str = option("dcgan", choices=_architecture_names,
+                       help="which GAN to train; its own keys, if any, are the section named after it")
+    latent_dim: int = option(100, min=1, max=4096, help="size of the noise vector z")
+    g_channels: int = option(64, min=4, max=1024, help="generator width (ngf in the DCGAN tutorial)")
+    d_channels: int = option(64, min=4, max=1024, help="discriminator width (ndf)")
 
 
 @dataclass
 class TrainConfig:
-    steps: int = _spec(5000, min=1, help="generator steps")
-    batch_size: int = _spec(64, min=1, max=4096, help="images per step (per process under torchrun)")
-    optimizer: str = _spec("adam", choices=("adam", "rmsprop"), help="rmsprop for the original WGAN")
-    lr_g: float = _spec(2e-4, min=0.0, max=1.0)
-    lr_d: float = _spec(2e-4, min=0.0, max=1.0)
-    beta1: float = _spec(0.5, min=0.0, max=1.0, help="Adam's beta1")
-    beta2: float = _spec(0.999, min=0.0, max=1.0, help="Adam's beta2")
-    n_critic: int = _spec(1, min=1, max=100, help="discriminator steps per generator step")
-    critic_warmup: bool = _spec(False, help="WGAN's schedule: 100 critic steps for the first 25 generator "
+    steps: int = option(5000, min=1, help="generator steps")
+    batch_size: int = option(64, min=1, max=4096, help="images per step (per process under torchrun)")
+    optimizer: str = option("adam", choices=("adam", "rmsprop"), help="rmsprop for the original WGAN")
+    lr_g: float = option(2e-4, min=0.0, max=1.0)
+    lr_d: float = option(2e-4, min=0.0, max=1.0)
+    beta1: float = option(0.5, min=0.0, max=1.0, help="Adam's beta1")
+    beta2: float = option(0.999, min=0.0, max=1.0, help="Adam's beta2")
+    n_critic: int = option(1, min=1, max=100, help="discriminator steps per generator step")
+    critic_warmup: bool = option(False, help="WGAN's schedule: 100 critic steps for the first 25 generator "
                                                "steps and every 500th")
-    clip: float = _spec(0.0, min=0.0, help="clip critic weights to [-clip, clip] (WGAN: 0.01); 0 = off")
-    gp_weight: float = _spec(0.0, min=0.0, help="gradient penalty weight lambda (WGAN-GP: 10); 0 = off")
-    diffaugment: str = _spec("", help='DiffAugment policy for real and fake images, e.g. "color,translation,cutout"; "" = off')
-    hflip: bool = _spec(True, help="randomly mirror real images left-right")
-    ema_decay: float = _spec(0.999, min=0.0, max=0.99999, help="EMA of generator weights for samples and "
+    clip: float = option(0.0, min=0.0, help="clip critic weights to [-clip, clip] (WGAN: 0.01); 0 = off")
+    gp_weight: float = option(0.0, min=0.0, help="gradient penalty weight lambda (WGAN-GP: 10); 0 = off")
+    diffaugment: str = option("", help='DiffAugment policy for real and fake images, e.g. "color,translation,cutout"; "" = off')
+    hflip: bool = option(True, help="randomly mirror real images left-right")
+    ema_decay: float = option(0.999, min=0.0, max=0.99999, help="EMA of generator weights for samples and "
                                                                     "generation; 0 = off")
-    amp: bool = _spec(True, help="mixed precision: bf16 on GPUs and CPUs that support it natively, "
+    amp: bool = option(True, help="mixed precision: bf16 on GPUs and CPUs that support it natively, "
                                  "fp16 with loss scaling on older GPUs; losses and penalty stay fp32")
-    channels_last: bool = _spec(True, help="channels-last memory layout on CUDA")
-    compile: bool = _spec(False, help="torch.compile the networks (slow start, faster steps on GPU)")
-    seed: int = _spec(0, min=0)
-    log_every: int = _spec(10, min=1, help="steps between rows of metrics.csv")
-    sample_every: int = _spec(500, min=1, help="steps between sample grids")
-    checkpoint_every: int = _spec(500, min=1, help="steps between resumable checkpoints")
-    eval_every: int = _spec(500, min=0, help="steps between evaluations of the EMA generator (SWD; FID/KID too "
+    channels_last: bool = option(True, help="channels-last memory layout on CUDA")
+    compile: bool = option(False, help="torch.compile the networks (slow start, faster steps on GPU)")
+    seed: int = option(0, min=0)
+    log_every: int = option(10, min=1, help="steps between rows of metrics.csv")
+    sample_every: int = option(500, min=1, help="steps between sample grids")
+    checkpoint_every: int = option(500, min=1, help="steps between resumable checkpoints")
+    eval_every: int = option(500, min=0, help="steps between evaluations of the EMA generator (SWD; FID/KID too "
                                              "with local Inception weights); the best is kept as best.pt; 0 = off")
-    eval_images: int = _spec(256, min=16, max=10_000, help="generated images (and paintings) per evaluation")
-    max_minutes: float = _spec(0.0, min=0.0, help="stop training after this many minutes of training steps "
+    eval_images: int = option(256, min=16, max=10_000, help="generated images (and paintings) per evaluation")
+    max_minutes: float = option(0.0, min=0.0, help="stop training after this many minutes of training steps "
                                                   "(an equal wall-clock budget); 0 = only train.steps")
 
 
 @dataclass
 class GenerateConfig:
-    count: int = _spec(7000, min=1, max=100_000, help="images to write (Kaggle accepts 7,000-10,000)")
-    seed: int = _spec(0, min=0)
-    batch_size: int = _spec(250, min=1, max=10_000)
-    jpeg_quality: int = _spec(95, min=1, max=100)
-    amp: bool = _spec(True, help="mixed precision as in training (bf16/fp16 on GPUs, bf16 on CPUs that have it)")
-    checkpoint: str = _spec("best", choices=("best", "final"),
+    count: int = option(7000, min=0, max=100_000, help="images to write (Kaggle accepts 7,000-10,000); translation "
+                        "architectures: 0 = one per photo, fewer = a seeded subset, more = mirrored photos fill up")
+    seed: int = option(0, min=0)
+    batch_size: int = option(250, min=1, max=10_000)
+    jpeg_quality: int = option(95, min=1, max=100)
+    amp: bool = option(True, help="mixed precision as in training (bf16/fp16 on GPUs, bf16 on CPUs that have it)")
+    checkpoint: str = option("best", choices=("best", "final"),
                             help="generator to use: the best evaluated one (when training evaluated), or the final")
 
 
 @dataclass
 class ScoreConfig:
-    max_images: int = _spec(10_000, min=16, help="generated images scored (a random sample when fewer)")
-    seed: int = _spec(0, min=0)
-    batch_size: int = _spec(200, min=1, max=4096, help="images per Inception batch (large batches keep a GPU busy)")
-    inception: bool = _spec(True, help="compute FID/KID/MiFID when Inception weights can be had")
+    max_images: int = option(10_000, min=16, help="generated images scored (a random sample when fewer)")
+    seed: int = option(0, min=0)
+    batch_size: int = option(200, min=1, max=4096, help="images per Inception batch (large batches keep a GPU busy)")
+    inception: bool = option(True, help="compute FID/KID/MiFID when Inception weights can be had")
 
 
 @dataclass
@@ -110,12 +121,26 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    # Every architecture's own section ([cyclegan], [cut]...), keyed by its name, so one --set can serve
+    # several architectures (a sweep's); only the configured one's counts (to_dict, fingerprints).
+    arch_options: dict[str, Any] = field(default_factory=lambda: {name: options() for name, options
+                                                                  in arch_sections().items()})
+
+    @property
+    def options(self):
+        """The configured architecture's own keys (its Options dataclass), or None when it has none."""
+        return self.arch_options.get(self.model.arch)
 
     def section(self, name: str) -> dict[str, Any]:
-        return dataclasses.asdict(getattr(self, name))
+        target = self.arch_options[name] if name in self.arch_options else getattr(self, name)
+        return dataclasses.asdict(target)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
+        """Every shared section, and the configured architecture's own one."""
+        sections = {name: self.section(name) for name in SECTIONS}
+        if self.options is not None:
+            sections[self.model.arch] = self.section(self.model.arch)
+        return sections
 
     def to_toml(self) -> str:
         lines = []
@@ -126,7 +151,14 @@ class Config:
         return "\n".join(lines)
 
 
-SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name != "arch_options"}
+
+
+def arch_sections() -> dict[str, type]:
+    """{architecture name: its Options dataclass} for every architecture that has keys of its own."""
+    from . import archs
+
+    return {arch.name: arch.Options for arch in archs.all_architectures() if arch.Options is not None}
 
 
 def _toml_value(value) -> str:
@@ -149,8 +181,9 @@ def _check_value(where: str, f: dataclasses.Field, value):
     if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
         raise PainterError(f"config key {where}: expected {_type_name(tp)}, got {value!r}")
     meta = f.metadata
-    if meta["choices"] is not None and value not in meta["choices"]:
-        allowed = ", ".join(repr(c) for c in meta["choices"])
+    choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+    if choices is not None and value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
         raise PainterError(f"config key {where}: {value!r} is not allowed; choose one of {allowed}")
     lo, hi = meta["min"], meta["max"]
     if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -163,12 +196,12 @@ def _check_value(where: str, f: dataclasses.Field, value):
 
 def _apply(config: Config, values: dict, origin: str) -> None:
     for section, keys in values.items():
-        if section not in SECTIONS:
-            raise PainterError(f"{origin}: unknown config section [{section}]; "
-                               f"sections are {', '.join(SECTIONS)}")
+        if section not in SECTIONS and section not in config.arch_options:
+            raise PainterError(f"{origin}: unknown config section [{section}]; sections are "
+                               f"{', '.join([*SECTIONS, *config.arch_options])}")
         if not isinstance(keys, dict):
             raise PainterError(f"{origin}: [{section}] must be a table of keys")
-        target = getattr(config, section)
+        target = config.arch_options[section] if section in config.arch_options else getattr(config, section)
         fields = {f.name: f for f in dataclasses.fields(target)}
         for key, value in keys.items():
             if key not in fields:
@@ -206,6 +239,7 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
         _apply(config, parse_override(text), f"--set {text}")
     if not config.run.name:
         config.run.name = Path(path).stem if path is not None else config.model.arch
+    from . import archs
     from .augment import parse_policy  # here, not at the top: it imports torch, which `painter --help` need not
 
     try:
@@ -215,14 +249,23 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.run.name):
         raise PainterError(f"config key run.name: {config.run.name!r} must be a folder name "
                            "(letters, digits, '.', '_' or '-')")
+    archs.get(config.model.arch).check(config)
     return config
 
 
 def describe_keys() -> str:
-    """All keys with defaults and help, for `painter --help`-style listings."""
+    """All keys with defaults and help, for `painter --help`-style listings; then the architectures."""
+    from . import archs
+
     lines = []
-    for section, factory in SECTIONS.items():
+    for section, factory in [*SECTIONS.items(), *arch_sections().items()]:
+        if section not in SECTIONS:
+            lines.append(f"# [{section}]: used when model.arch = {section!r}")
         for f in dataclasses.fields(factory()):
             lines.append(f"{section}.{f.name} = {_toml_value(f.default)}"
                          + (f"  # {f.metadata['help']}" if f.metadata["help"] else ""))
+    lines.append("\n# model.arch: what each architecture is and consumes")
+    for arch in archs.all_architectures():
+        lines.append(f"#   {arch.name:<9} ({'from noise' if arch.consumes == 'noise' else 'translates photos'}) "
+                     f"{arch.description}")
     return "\n".join(lines)

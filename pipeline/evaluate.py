@@ -1,8 +1,9 @@
 """Evaluation during training: how close the EMA generator is to the paintings, every train.eval_every steps.
 
-Each evaluation takes a copy of the sampling (EMA) generator with exact batch-norm statistics (what
-generator.pt would hold if training stopped here), draws `train.eval_images` images from fixed noise
-and compares them with as many training paintings at the training resolution:
+Each evaluation takes a copy of the sampling (EMA) generator readied for generation as generator.pt
+would be if training stopped here (`finalize`: the noise family's exact batch-norm statistics), makes
+one image from each of a fixed set of inputs (noise vectors, or photos for a translation
+architecture) and compares them with as many training paintings at the training resolution:
 - SWD always (weight-free);
 - FID and KID as well when a local Inception weights file exists (never a download mid-training);
   the images are upsampled to 256 px as for the final score.
@@ -13,24 +14,27 @@ Nothing here touches the training RNG streams, so a resumed run evaluates exactl
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 
-from .generate import to_uint8, to_uint8_256
+from .images import to_uint8, to_uint8_256
 from .metrics.swd import sliced_wasserstein_distance
-from .models import recalibrate_batchnorm
 
 
 class Evaluator:
-    def __init__(self, real: torch.Tensor, latent_dim: int, n_images: int, seed: int, weights=None,
-                 batch_size: int = 64):
-        """real: the training images (uint8, on the training device); weights: a local Inception
-        weights file (metrics.inception.Weights) for FID/KID, or None for SWD only."""
-        n = min(n_images, len(real))
+    def __init__(self, real: torch.Tensor, inputs, seed: int, weights=None, batch_size: int = 64,
+                 finalize: Callable[[torch.nn.Module], None] | None = None):
+        """real: the training paintings (uint8, on the training device), of which as many as there are
+        inputs are compared; inputs: the fixed generator inputs (archs' NoiseInputs or PhotoInputs);
+        weights: a local Inception weights file (metrics.inception.Weights) for FID/KID, or None for SWD
+        only; finalize: readies the generator copy for eval-mode generation."""
+        n = min(len(inputs), len(real))
         pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n]
         self.real = real[pick.to(real.device)]
-        self.noise = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed + 2))
-        self.latent_dim, self.seed, self.batch_size = latent_dim, seed, batch_size
+        self.inputs, self.n = inputs, n
+        self.seed, self.batch_size = seed, batch_size
+        self.finalize = finalize
         self.weights = weights
         self.extractor = self.real_features = None
         self.metric = "fid" if weights is not None else "swd"
@@ -52,9 +56,13 @@ class Evaluator:
     def evaluate(self, generator: torch.nn.Module) -> tuple[dict, torch.nn.Module]:
         """({"swd": ..., ["fid", "kid"]}, the evaluated generator copy, ready to save as best.pt)."""
         model = copy.deepcopy(generator)
-        recalibrate_batchnorm(model, self.latent_dim, seed=self.seed)
+        if self.finalize is not None:
+            self.finalize(model)
+        model.eval()
         device = next(model.parameters()).device
-        fake = torch.cat([to_uint8(model(chunk.to(device))) for chunk in self.noise.split(self.batch_size)])
+        fake = torch.cat([to_uint8(model(self.inputs.batch(slice(start, min(start + self.batch_size, self.n)),
+                                                               device)))
+                          for start in range(0, self.n, self.batch_size)])
         result = {"swd": round(sliced_wasserstein_distance(self.real, fake, seed=self.seed)["swd"], 4)}
         if self.weights is not None:
             result.update(self._inception(fake))

@@ -1,4 +1,9 @@
-"""generate: write `generate.count` 256x256 RGB JPEGs from the trained (EMA) generator into <run>/images/.
+"""generate: write 256x256 RGB JPEGs from the trained (EMA) generator into <run>/images/.
+
+What image i is made from is the architecture's business (pipeline/archs/): noise vector i of one
+seeded stream for the from-noise family; for a translation architecture, photo i of the 256 px
+photo shards in their fixed order (generate.count = 0: one image per photo; fewer: a seeded subset;
+more: the photos mirrored, then again, fill the rest).
 
 Fast and safe to interrupt:
 - batches run on the device in the same mixed precision as training;
@@ -7,9 +12,9 @@ Fast and safe to interrupt:
   batch is generated;
 - every file is written atomically, so a killed run leaves only complete images, and running the
   same command again writes only the missing ones;
-- image i comes from noise vector i of one seeded stream, so the set does not depend on the batch
-  size, on resuming, or on which images were already there. (JPEG bytes from the GPU and CPU
-  encoders differ slightly; on one device the output is bit-identical.)
+- image i comes from input i, so the set does not depend on the batch size, on resuming, or on
+  which images were already there. (JPEG bytes from the GPU and CPU encoders differ slightly; on
+  one device the output is bit-identical.)
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torchvision.io import encode_jpeg
 from tqdm import tqdm
 
+from . import archs, prepare
+from .archs.dcgan import NoiseInputs
 from .artifacts import Workdir, clear_folder, fingerprint, read_json, require_stamp, run_stage, write_json_atomic
 from .config import Config
-from .images import COMPETITION_SIZE
-from .models import build_generator
-from .train import autocast_dtype, resolve_device, train_dir
+from .devices import autocast_dtype, resolve_device
+from .images import COMPETITION_SIZE, to_uint8_256
+from .train import train_dir
 
 VERSION = 2
 PROGRESS_NAME = "_progress.json"  # which inputs the images already in the folder were made from
@@ -44,30 +50,11 @@ def image_name(index: int) -> str:
     return f"{index:05d}.jpg"
 
 
-def load_generator(path: Path, device: torch.device) -> torch.nn.Module:
+def load_generator(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The generator saved in generator.pt or best.pt, in eval mode on `device`, and the file's description."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    g = build_generator(saved["arch"], saved["resolution"], saved["latent_dim"], saved["g_channels"])
-    g.load_state_dict(saved["state_dict"])
-    return g.to(device).eval()
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] generator output -> uint8 pixels, same shape and device."""
-    return images.float().add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-
-
-def to_uint8_256(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] N x 3 x R x R -> uint8 N x 3 x 256 x 256 on the same device.
-
-    Upsampling is PIL-style bicubic (antialias=True selects that kernel). On the CPU it runs on
-    uint8 tensors, about 10x faster than in float (measured, 64 -> 256 px); CUDA has no uint8 path.
-    """
-    if images.shape[-1] == COMPETITION_SIZE:
-        return to_uint8(images)
-    if images.device.type == "cpu":
-        return F.interpolate(to_uint8(images).contiguous(memory_format=torch.channels_last), size=COMPETITION_SIZE,
-                             mode="bicubic", antialias=True).contiguous()
-    return to_uint8(F.interpolate(images.float(), size=COMPETITION_SIZE, mode="bicubic", antialias=True))
+    generator = archs.get(saved["arch"]).load_generator(saved)
+    return generator.to(device).eval(), {k: v for k, v in saved.items() if k != "state_dict"}
 
 
 def encode_on_gpu(batch: torch.Tensor, quality: int) -> list[bytes] | None:
@@ -86,11 +73,11 @@ def write_file(path: Path, data: bytes) -> None:
 
 
 def write_images(generator: torch.nn.Module, out: Path, count: int, seed: int, batch_size: int,
-                 jpeg_quality: int, device: torch.device, amp: bool = True, log=print) -> int:
-    """Write the images of indices 0..count-1 that are not in `out` yet; returns how many were written."""
-    # Noise for every image comes from one seeded CPU stream, so image i is the same whatever the
-    # batch size, the device or the images that already exist.
-    noise = torch.randn(count, generator.latent_dim, generator=torch.Generator().manual_seed(seed))
+                 jpeg_quality: int, device: torch.device, amp: bool = True, log=print, inputs=None) -> int:
+    """Write the images of indices 0..count-1 that are not in `out` yet; returns how many were written.
+
+    Image i is generator(inputs.batch([i])); by default inputs are noise vectors from one seeded stream."""
+    inputs = inputs if inputs is not None else NoiseInputs(count, generator.latent_dim, seed)
     for leftover in out.glob("*.tmp"):
         leftover.unlink()
     todo = [i for i in range(count) if not (out / image_name(i)).exists()]
@@ -113,7 +100,7 @@ def write_images(generator: torch.nn.Module, out: Path, count: int, seed: int, b
         for start in range(0, len(todo), batch_size):
             indices = todo[start:start + batch_size]
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                batch = to_uint8_256(generator(noise[indices].to(device)))
+                batch = to_uint8_256(generator(inputs.batch(indices, device)))
             encoded = encode_on_gpu(batch, jpeg_quality) if gpu_encoder else None
             if gpu_encoder and encoded is None:
                 log("generate: this torchvision cannot encode JPEGs on the GPU; encoding on the CPU")
@@ -131,11 +118,20 @@ def write_images(generator: torch.nn.Module, out: Path, count: int, seed: int, b
     return len(todo)
 
 
+def photo_shards(cfg: Config, wd: Workdir) -> Path:
+    """The 256 px photos a translation architecture turns into the submission."""
+    return prepare.shards_dir(cfg, wd, COMPETITION_SIZE, "photos")
+
+
 def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
     trained = train_dir(cfg, wd)
     train_stamp = require_stamp(trained, "trained generator", "painter train")
     inputs = {"version": VERSION, "generate": cfg.section("generate"),
               "train": {"fingerprint": train_stamp["fingerprint"]}}
+    translates = archs.get(cfg.model.arch).consumes == "photos"
+    if translates:
+        inputs["photos"] = {"fingerprint": require_stamp(photo_shards(cfg, wd), "photo shards",
+                                                         "painter prepare")["fingerprint"]}
     gc = cfg.generate
 
     def build(out: Path) -> dict:
@@ -151,11 +147,16 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
         best = read_json(trained / "best.json") if source.name == "best.pt" else None
         log(f"generate: from {source.name}" + (f" (step {best['step']}, {best['metric']} {best['value']})"
                                               if best else ""))
-        generator = load_generator(source, device)
-        written = write_images(generator, out, gc.count, gc.seed, gc.batch_size, gc.jpeg_quality, device,
-                               gc.amp, log)
+        generator, saved = load_generator(source, device)
+        photos = prepare.load_shards(photo_shards(cfg, wd), device) if translates else None
+        count = gc.count or len(photos)
+        sources = archs.get(saved["arch"]).inputs(count, gc.seed, saved["spec"], photos=photos)
+        for note in sources.notes():
+            log(f"generate: {note}")
+        written = write_images(generator, out, count, gc.seed, gc.batch_size, gc.jpeg_quality, device,
+                               gc.amp, log, inputs=sources)
         (out / PROGRESS_NAME).unlink()
-        return {"count": gc.count, "size": COMPETITION_SIZE, "generator": source.name, "written_this_run": written,
-                "device": str(device)}
+        return {"count": count, "size": COMPETITION_SIZE, "generator": source.name, "written_this_run": written,
+                "device": str(device), "inputs": sources.notes() or ["noise"]}
 
     return run_stage("generate", images_dir(cfg, wd), inputs, build, force=force, in_place=True, log=log)

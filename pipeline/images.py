@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.utils import save_image
@@ -57,6 +58,25 @@ def load_rgb(path: Path, size: int) -> tuple[np.ndarray, list[str]]:
         raise ValueError("not an image file") from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot decode: {exc}") from None
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] generator output -> uint8 pixels, same shape and device."""
+    return images.float().add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def to_uint8_256(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] N x 3 x R x R -> uint8 N x 3 x 256 x 256 on the same device.
+
+    Upsampling is PIL-style bicubic (antialias=True selects that kernel). On the CPU it runs on
+    uint8 tensors, about 10x faster than in float (measured, 64 -> 256 px); CUDA has no uint8 path.
+    """
+    if images.shape[-1] == COMPETITION_SIZE:
+        return to_uint8(images)
+    if images.device.type == "cpu":
+        return F.interpolate(to_uint8(images).contiguous(memory_format=torch.channels_last), size=COMPETITION_SIZE,
+                             mode="bicubic", antialias=True).contiguous()
+    return to_uint8(F.interpolate(images.float(), size=COMPETITION_SIZE, mode="bicubic", antialias=True))
 
 
 def save_grid(images, path: Path, nrow: int = 8) -> None:

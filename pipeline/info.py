@@ -21,7 +21,7 @@ def report() -> list[tuple[str, str]]:
     from .errors import PainterError
     from .kaggle_api import NO_CREDENTIALS, credential_sources
     from .metrics.inception import ENV_VAR, WEIGHTS_NAMES, find_weights
-    from .train import cpu_has_native_bf16
+    from .devices import cpu_has_native_bf16
 
     rows = [("painter", _version("painter")), ("python", platform.python_version())]
     rows += [(name, _version(name)) for name in ("torch", "torchvision", "torch-fidelity", "kaggle")]

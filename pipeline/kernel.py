@@ -391,7 +391,7 @@ def _score_summary(report: dict) -> dict:
 
 def _check_output(folder: Path) -> dict:
     """What is wrong with the pulled output, as a PainterError; else score.json's content."""
-    from .submit import validate_zip
+    from .submit import validate_zip  # here: it imports torch, which the other kernel commands need not
 
     files = sorted(p.name for p in folder.iterdir())
     if not (folder / "images.zip").is_file():
@@ -474,3 +474,27 @@ def pull(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False,
     log(f"  submission  {target / 'images.zip'}")
     log(f"  registered  {registered} (for `painter leaderboard`)")
     return info
+
+
+def submit(cfg: Config, wd: Workdir, message: str | None = None, log=print) -> dict:
+    """Submit the run's pushed kernel version (its images.zip output) to the competition."""
+    record = read_push(cfg, wd)
+    kernel, version = record["kernel"], record["version"]
+    api = kaggle_api.client(log)
+    state, _ = kernel_state(kaggle_api.call(f"checking kernel {kernel}", api.kernels_status, kernel, log=log))
+    if state not in DONE:
+        raise PainterError(f"kernel {kernel} is {state}, not complete: only a finished version's images.zip "
+                           "can be submitted (`painter kernel status --wait`)")
+    message = message or f"painter {cfg.run.name}: {kernel} v{version}"
+    response = kaggle_api.call(
+        f"submitting {kernel} version {version} to {kaggle_api.COMPETITION}", api.competition_submit_code,
+        file_name="images.zip", message=message, competition=kaggle_api.COMPETITION, kernel=kernel,
+        kernel_version=version, quiet=True, log=log)
+    submission = {"kernel": kernel, "version": version, "message": message, "ref": getattr(response, "ref", None),
+                  "reply": getattr(response, "message", None), "submitted": _now()}
+    record_dir = wd.run(cfg.run.name) / "kaggle"
+    record_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record_dir / "submission.json", submission)
+    log(f"submit: {kernel} version {version} submitted to {kaggle_api.COMPETITION_URL} "
+        f"({submission['reply'] or 'accepted'}); `painter leaderboard --kaggle` shows where it stands once scored")
+    return submission

@@ -1,8 +1,8 @@
 """GAN losses on raw discriminator outputs, computed in fp32 whatever precision the nets ran in.
 
-dcgan: non-saturating BCE (Goodfellow et al. 2014, as in the DCGAN tutorial).
-wgan, wgan-gp: the Wasserstein critic loss (Arjovsky et al. 2017; Gulrajani et al. 2017).
-sngan: the hinge loss (Miyato et al. 2018).
+Each architecture picks its own (pipeline/archs/): non-saturating BCE (Goodfellow et al. 2014, the
+DCGAN tutorial's), Wasserstein (Arjovsky et al. 2017; Gulrajani et al. 2017), hinge (Miyato et al.
+2018) and least squares (Mao et al. 2017, CycleGAN's and CUT's).
 """
 
 from __future__ import annotations
@@ -11,24 +11,31 @@ import torch
 import torch.nn.functional as F
 
 
-def discriminator_loss(arch: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    real, fake = real.float(), fake.float()
-    if arch == "dcgan":
-        return F.softplus(-real).mean() + F.softplus(fake).mean()  # BCE(real, 1) + BCE(fake, 0)
-    if arch in ("wgan", "wgan-gp"):
-        return fake.mean() - real.mean()
-    if arch == "sngan":
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    raise ValueError(f"unknown architecture {arch!r}")
+def bce_discriminator(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-real.float()).mean() + F.softplus(fake.float()).mean()  # BCE(real, 1) + BCE(fake, 0)
 
 
-def generator_loss(arch: str, fake: torch.Tensor) -> torch.Tensor:
-    fake = fake.float()
-    if arch == "dcgan":
-        return F.softplus(-fake).mean()  # BCE(fake, 1): the non-saturating generator loss
-    if arch in ("wgan", "wgan-gp", "sngan"):
-        return -fake.mean()
-    raise ValueError(f"unknown architecture {arch!r}")
+def bce_generator(fake: torch.Tensor) -> torch.Tensor:
+    return F.softplus(-fake.float()).mean()  # BCE(fake, 1): the non-saturating generator loss
+
+
+def wasserstein_discriminator(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return fake.float().mean() - real.float().mean()
+
+
+def hinge_discriminator(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real.float()).mean() + F.relu(1 + fake.float()).mean()
+
+
+def critic_generator(fake: torch.Tensor) -> torch.Tensor:
+    """-E[D(G(z))]: the generator loss of the Wasserstein and hinge GANs."""
+    return -fake.float().mean()
+
+
+def least_squares(scores: torch.Tensor, real: bool) -> torch.Tensor:
+    """LSGAN: mean((D - 1)^2) towards real, mean(D^2) towards fake."""
+    scores = scores.float()
+    return (scores - 1).square().mean() if real else scores.square().mean()
 
 
 def gradient_penalty(critic: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

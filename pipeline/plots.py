@@ -14,23 +14,32 @@ import pandas as pd
 from .artifacts import write_bytes_atomic
 
 
+NOT_LOSSES = {"step", "img_per_s", "seconds", "swd", "fid", "kid", "d_real", "d_fake"}
+
+
 def plot_losses(metrics_csv: Path, png: Path, title: str = "") -> None:
-    """Losses over generator steps; a second panel for the critic's Wasserstein estimate and penalty."""
+    """Losses over generator steps: the totals; the critic's Wasserstein estimate and penalty (WGANs);
+    and every term an architecture logs beside its totals (CycleGAN's cycle and identity losses, CUT's NCE)."""
     metrics = pd.read_csv(metrics_csv)
-    critic = [c for c in ("w_estimate", "gp") if c in metrics and metrics[c].notna().any()]
-    fig, axes = plt.subplots(1, 2 if critic else 1, figsize=(11 if critic else 7, 3.5), dpi=100, squeeze=False)
-    panels = [(axes[0][0], [("loss_d", "discriminator"), ("loss_g", "generator")], "loss")]
+    present = [c for c in metrics.columns if c not in NOT_LOSSES and metrics[c].notna().any()]
+    critic = [c for c in ("w_estimate", "gp") if c in present]
+    terms = [c for c in present if c not in critic and c not in ("loss_d", "loss_g")]
+    labels = {"loss_d": "discriminator", "loss_g": "generator", "w_estimate": "Wasserstein estimate",
+              "gp": "gradient penalty"}
+    panels = [([("loss_d", "discriminator"), ("loss_g", "generator")], "loss")]
     if critic:
-        labels = {"w_estimate": "Wasserstein estimate", "gp": "gradient penalty"}
-        panels.append((axes[0][1], [(c, labels[c]) for c in critic], "critic"))
-    for ax, columns, ylabel in panels:
+        panels.append(([(c, labels[c]) for c in critic], "critic"))
+    if terms:
+        panels.append(([(c, c.replace("_", " ")) for c in terms], "loss terms"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 + 3.5 * len(panels), 3.5), dpi=100, squeeze=False)
+    for ax, (columns, ylabel) in zip(axes[0], panels):
         for column, label in columns:
             if column in metrics and len(metrics):
                 ax.plot(metrics["step"], metrics[column], label=label, linewidth=1)
         ax.set_xlabel("generator step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7 if len(columns) > 4 else None)
     fig.suptitle(title)
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -1,7 +1,8 @@
-"""prepare: decode the paintings once into uint8 NCHW tensor shards with a manifest.
+"""prepare: decode the images once into uint8 NCHW tensor shards with a manifest.
 
-Training loads the shards straight onto its device; score uses the 256 px shards as the
-reference set, so both training and reference resolutions are prepared.
+The paintings always; the photos too when the configured architecture translates photos. Training
+loads the shards straight onto its device; score uses the 256 px paintings as the reference set and
+generate translates the 256 px photos, so both the training and the 256 px resolutions are prepared.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import archs
 from .artifacts import Workdir, require_stamp, run_stage, sha256_file, write_json_atomic, write_torch_atomic
 from .config import Config
 from .download import source_id
@@ -22,23 +24,29 @@ from .images import COMPETITION_SIZE, load_rgb
 
 VERSION = 1
 SHARD_BYTES = 64 << 20      # keeps each file small enough to load, verify and copy quickly
+FOLDERS = {"paintings": "monet_jpg", "photos": "photo_jpg"}  # each domain's folder in the competition's layout
 
 
 def resolutions(cfg: Config) -> list[int]:
     return sorted({cfg.data.resolution, COMPETITION_SIZE})  # the latter is score's reference set
 
 
-def shards_dir(cfg: Config, wd: Workdir, resolution: int) -> Path:
-    return wd.shards(source_id(cfg.data.source), resolution)
+def shards_dir(cfg: Config, wd: Workdir, resolution: int, domain: str = "paintings") -> Path:
+    return wd.shards(source_id(cfg.data.source), resolution, domain)
 
 
-def pack(files: list[Path], resolution: int, out: Path, log=print) -> dict:
+def domains(cfg: Config) -> list[str]:
+    """The paintings, and the photos when the architecture translates them."""
+    return ["paintings", "photos"] if archs.get(cfg.model.arch).consumes == "photos" else ["paintings"]
+
+
+def pack(files: list[Path], resolution: int, out: Path, log=print, desc: str | None = None) -> dict:
     per_shard = max(1, SHARD_BYTES // (3 * resolution * resolution))
     skipped, changed, images, sources = [], [], [], []
     with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
         results = pool.map(lambda p: _try_load(p, resolution), files)
         for path, (array, notes, error) in tqdm(zip(files, results), total=len(files),
-                                                desc=f"prepare {resolution}px", unit="img"):
+                                                desc=desc or f"prepare {resolution}px", unit="img"):
             if error:
                 skipped.append({"file": path.name, "reason": error})
                 continue
@@ -85,15 +93,28 @@ def load_shards(folder: Path, device: str | torch.device = "cpu") -> torch.Tenso
     return torch.cat(parts).to(device)
 
 
-def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict[int, dict]:
+def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict[str, dict[int, dict]]:
+    """{domain: {resolution: stamp}}."""
     raw = wd.raw(source_id(cfg.data.source))
     raw_stamp = require_stamp(raw, "download", "painter download")
-    paintings = raw / "monet_jpg"
-    files = sorted(p for p in paintings.iterdir() if p.is_file()) if paintings.is_dir() else []
-    stamps = {}
-    for resolution in resolutions(cfg):
-        inputs = {"version": VERSION, "resolution": resolution,
-                  "download": {"fingerprint": raw_stamp["fingerprint"]}}
-        stamps[resolution] = run_stage(f"prepare {resolution}px", shards_dir(cfg, wd, resolution), inputs,
-                                       lambda out, r=resolution: pack(files, r, out, log), force=force, log=log)
+    stamps: dict[str, dict[int, dict]] = {}
+    for domain in domains(cfg):
+        folder = raw / FOLDERS[domain]
+        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        if domain == "photos" and not files:
+            raise PainterError(f"{cfg.model.arch} translates photos into paintings, but the data source "
+                               f"{cfg.data.source!r} has no photos ({FOLDERS[domain]}/ is missing or empty in {raw}); "
+                               "use the competition's data (monet_jpg/ and photo_jpg/), or a from-noise "
+                               "architecture such as dcgan")
+        name = "prepare" if domain == "paintings" else f"prepare {domain}"
+        stamps[domain] = {}
+        for resolution in resolutions(cfg):
+            inputs = {"version": VERSION, "resolution": resolution,
+                      "download": {"fingerprint": raw_stamp["fingerprint"]}}
+            if domain != "paintings":
+                inputs["domain"] = domain
+            stamps[domain][resolution] = run_stage(
+                f"{name} {resolution}px", shards_dir(cfg, wd, resolution, domain), inputs,
+                lambda out, r=resolution, f=files, n=name: pack(f, r, out, log, desc=f"{n} {r}px"),
+                force=force, log=log)
     return stamps

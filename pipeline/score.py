@@ -24,7 +24,7 @@ from .images import COMPETITION_SIZE, read_jpegs
 from .metrics.inception import FeatureCache, find_weights, inception_scores
 from .metrics.nearest import nearest_pairs, save_pairs_png
 from .metrics.swd import sliced_wasserstein_distance
-from .train import resolve_device
+from .devices import resolve_device
 
 VERSION = 3
 NEAREST_PAIRS = 8

@@ -6,7 +6,6 @@ reading it back, exactly as it will be uploaded, before it is put in place.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import shutil
 import zipfile
@@ -99,31 +98,3 @@ def run(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False, log
                 "score": score_stamp["summary"]}
 
     return run_stage("submit", Path(submissions) / cfg.run.name, inputs, build, force=force, log=log)
-
-
-def to_kaggle(cfg: Config, wd: Workdir, message: str | None = None, log=print) -> dict:
-    """Submit the run's pushed kernel version (its images.zip output) to the competition."""
-    from . import kaggle_api
-    from .kernel import DONE, kernel_state, read_push
-
-    record = read_push(cfg, wd)
-    kernel, version = record["kernel"], record["version"]
-    api = kaggle_api.client(log)
-    state, _ = kernel_state(kaggle_api.call(f"checking kernel {kernel}", api.kernels_status, kernel, log=log))
-    if state not in DONE:
-        raise PainterError(f"kernel {kernel} is {state}, not complete: only a finished version's images.zip "
-                           "can be submitted (`painter kernel status --wait`)")
-    message = message or f"painter {cfg.run.name}: {kernel} v{version}"
-    response = kaggle_api.call(
-        f"submitting {kernel} version {version} to {kaggle_api.COMPETITION}", api.competition_submit_code,
-        file_name="images.zip", message=message, competition=kaggle_api.COMPETITION, kernel=kernel,
-        kernel_version=version, quiet=True, log=log)
-    submission = {"kernel": kernel, "version": version, "message": message, "ref": getattr(response, "ref", None),
-                  "reply": getattr(response, "message", None),
-                  "submitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    record_dir = wd.run(cfg.run.name) / "kaggle"
-    record_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record_dir / "submission.json", submission)
-    log(f"submit: {kernel} version {version} submitted to {kaggle_api.COMPETITION_URL} "
-        f"({submission['reply'] or 'accepted'}); `painter leaderboard --kaggle` shows where it stands once scored")
-    return submission

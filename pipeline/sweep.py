@@ -4,46 +4,53 @@ Each run is an ordinary painter run named `sweep-<arch>[-da]`, built from its pr
 plus the sweep's own --set overrides, so an interrupted sweep resumes where it stopped (finished
 stages are up to date, training resumes from its checkpoint) and a finished one costs nothing.
 
-The budget is equal in real images shown to the discriminator (critic steps x batch size: WGAN's
-five critic steps, and its warm-up, count against it), or in minutes of training steps.
+The budget is equal in real paintings shown to the (painting) discriminator, as each architecture
+counts them (WGAN's five critic steps and its warm-up count against it), or in minutes of training
+steps.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from . import archs, chain
 from .config import Config, load_config
 from .errors import PainterError
-from .models import ARCHITECTURES
-from .train import critic_steps
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs"
 DIFFAUGMENT = "color,translation,cutout"
 MAX_STEPS = 10_000_000  # the step cap of a wall-clock budget
 
 
+def architectures(text: str) -> list[str]:
+    """--archs: "all" or a comma-separated list."""
+    return list(archs.names()) if text.strip() == "all" else [a.strip() for a in text.split(",") if a.strip()]
+
+
 def steps_for_budget(cfg: Config, images: int) -> int:
-    """Generator steps after which the discriminator has seen `images` real images."""
-    tc, seen, step = cfg.train, 0, 0
+    """Generator steps after which the painting discriminator has seen `images` real paintings."""
+    arch, seen, step = archs.get(cfg.model.arch), 0, 0
     while seen < images:
-        seen += critic_steps(step, tc.n_critic, tc.critic_warmup) * tc.batch_size
+        seen += arch.images_per_step(cfg, step)
         step += 1
     return max(step, 1)
 
 
-def plan(archs: list[str], diffaugment: list[bool], overrides: list[str], budget_images: int | None,
+def plan(names: list[str], diffaugment: list[bool | None], overrides: list[str], budget_images: int | None,
          budget_minutes: float | None) -> list[Config]:
-    """The sweep's configs, one per (architecture, DiffAugment), in order."""
+    """The sweep's configs, one per (architecture, DiffAugment), in order; DiffAugment None keeps the preset's."""
     if (budget_images is None) == (budget_minutes is None):
         raise PainterError("give the sweep one budget: --budget-images N or --budget-minutes M")
-    unknown = [a for a in archs if a not in ARCHITECTURES]
+    unknown = [a for a in names if a not in archs.names()]
     if unknown:
-        raise PainterError(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(ARCHITECTURES)}")
+        raise PainterError(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(archs.names())}")
     configs = []
-    for arch in archs:
+    for arch in names:
         for augment in diffaugment:
             name = f"sweep-{arch}" + ("-da" if augment else "")
-            per_run = [*overrides, f"run.name={name}", f"train.diffaugment={DIFFAUGMENT if augment else ''}"]
+            per_run = [*overrides, f"run.name={name}"]
+            if augment is not None:
+                per_run.append(f"train.diffaugment={DIFFAUGMENT if augment else ''}")
             cfg = load_config(PRESETS / f"{arch}.toml", per_run)
             if budget_images is not None:
                 cfg = load_config(PRESETS / f"{arch}.toml",
@@ -57,14 +64,9 @@ def plan(archs: list[str], diffaugment: list[bool], overrides: list[str], budget
 
 def run(configs: list[Config], wd, *, inception_weights: str | None = None, force: bool = False, log=print) -> list[str]:
     """Each config through download -> prepare -> train -> generate -> score; returns the run names."""
-    from . import download, generate, prepare, score, train
-
     for i, cfg in enumerate(configs, 1):
         log(f"\n== sweep {i}/{len(configs)}: {cfg.run.name} ({cfg.model.arch}, "
-            f"diffaugment {'on' if cfg.train.diffaugment else 'off'}, {cfg.train.steps} steps)")
-        download.run(cfg, wd, force=False, log=log)
-        prepare.run(cfg, wd, force=False, log=log)
-        train.run(cfg, wd, force=force, log=log)
-        generate.run(cfg, wd, force=force, log=log)
-        score.run(cfg, wd, force=force, inception_weights=inception_weights, log=log)
+            f"diffaugment {cfg.train.diffaugment or 'off'}, {cfg.train.steps} steps)")
+        chain.run(cfg, wd, until="score", force=("train", "generate", "score") if force else (),
+                  inception_weights=inception_weights, log=log)
     return [cfg.run.name for cfg in configs]

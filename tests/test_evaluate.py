@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import torch
 
-from pipeline import evaluate
+from pipeline import archs, evaluate
+from pipeline.archs.dcgan import NoiseInputs, recalibrate_batchnorm
 from pipeline.metrics import inception
 from pipeline.metrics.inception import Weights
-from pipeline.models import build_generator
 
 from .conftest import REPO
 from .test_inception import STAND_IN
@@ -17,6 +17,10 @@ DEMO = ["--config", str(REPO / "configs" / "demo.toml"), "--set", "data.demo_pai
         "data.demo_photos=0", "--set", "model.g_channels=8", "--set", "model.d_channels=8", "--set",
         "model.latent_dim=16", "--set", "train.batch_size=8", "--set", "train.log_every=1",
         "--set", "train.sample_every=1000", "--set", "score.max_images=64"]
+
+
+def build_generator(resolution):
+    return archs.get("dcgan").build_generator(resolution, {"latent_dim": 16, "channels": 8})
 
 
 def test_training_evaluates_and_generate_uses_the_best_checkpoint(painter, tmp_path):
@@ -44,8 +48,9 @@ def test_training_evaluates_and_generate_uses_the_best_checkpoint(painter, tmp_p
 def test_evaluation_is_repeatable_and_leaves_the_training_generator_alone():
     torch.manual_seed(0)
     real = (torch.rand(40, 3, 32, 32) * 255).to(torch.uint8)
-    evaluator = evaluate.Evaluator(real, 16, 40, seed=0)
-    g = build_generator("dcgan", 32, 16, 8).train()
+    evaluator = evaluate.Evaluator(real, NoiseInputs(40, 16, seed=2), seed=0,
+                                   finalize=lambda model: recalibrate_batchnorm(model, 16, seed=0))
+    g = build_generator(32).train()
     before = {k: v.clone() for k, v in g.state_dict().items()}
     rng = torch.get_rng_state()
     first, evaluated = evaluator.evaluate(g)
@@ -58,8 +63,8 @@ def test_evaluation_is_repeatable_and_leaves_the_training_generator_alone():
 def test_fid_and_kid_join_when_an_extractor_is_available(monkeypatch):
     monkeypatch.setattr(inception, "EXTRACTOR", STAND_IN)
     real = (torch.rand(24, 3, 32, 32) * 255).to(torch.uint8)
-    evaluator = evaluate.Evaluator(real, 16, 24, seed=0, weights=Weights(None, "test"))
-    scores, _ = evaluator.evaluate(build_generator("dcgan", 32, 16, 8))
+    evaluator = evaluate.Evaluator(real, NoiseInputs(24, 16, seed=2), seed=0, weights=Weights(None, "test"))
+    scores, _ = evaluator.evaluate(build_generator(32))
     assert evaluator.metric == "fid" and scores["fid"] > 0 and "kid" in scores and scores["swd"] > 0
 
 

@@ -4,15 +4,14 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import generate
-from pipeline.models import build_generator
+from pipeline import archs, generate
 
 from .test_cli import TINY, stage_lines
 
 
 def tiny_generator(resolution=32):
     torch.manual_seed(0)
-    return build_generator("dcgan", resolution, 16, 8).eval()
+    return archs.get("dcgan").build_generator(resolution, {"latent_dim": 16, "channels": 8}).eval()
 
 
 def files_of(folder):

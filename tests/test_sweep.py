@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from pipeline import generate, sweep
+from pipeline.archs.dcgan import critic_steps
 from pipeline.errors import PainterError
 
 TINY = ["--set", "data.source=demo", "--set", "data.demo_paintings=24", "--set", "data.demo_photos=0",
@@ -28,7 +29,7 @@ def test_the_budget_is_equal_in_images_shown_to_the_discriminator():
     assert by_name["sweep-dcgan"].train.steps == 500          # 4000 / batch 8, one critic step each
     assert by_name["sweep-wgan-gp"].train.steps == 100        # five critic steps per generator step
     wgan = by_name["sweep-wgan"]   # its warm-up: 100 critic steps for each of the first 25 steps
-    seen = sum(sweep.critic_steps(s, 5, True) * 8 for s in range(wgan.train.steps))
+    seen = sum(critic_steps(s, 5, True) * 8 for s in range(wgan.train.steps))
     assert seen >= 4000 > seen - 100 * 8 and wgan.train.steps < 100
     assert all(c.data.resolution == 32 and c.model.g_channels == 8 for c in configs)
 

@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import losses, train
+from pipeline import archs, losses
+from pipeline.archs.base import Trainer
+from pipeline.archs.dcgan import DCGANDiscriminator
 from pipeline.config import load_config
-from pipeline.models import ARCHITECTURES
-from pipeline.train import Process, Trainer
+from pipeline.devices import Process
+
+ARCHITECTURES = tuple(name for name in archs.names() if archs.get(name).consumes == "noise")
 
 from .conftest import REPO
 
@@ -27,18 +30,18 @@ def config(arch: str, *overrides: str):
                                                              "train.batch_size=4", *overrides])
 
 
-def test_config_and_models_agree_on_the_architectures():
+def test_config_and_registry_agree_on_the_architectures():
     from pipeline.config import ModelConfig
     import dataclasses
     choices = {f.name: f for f in dataclasses.fields(ModelConfig)}["arch"].metadata["choices"]
-    assert choices == ARCHITECTURES
+    assert choices() == archs.names() and set(ARCHITECTURES) == {"dcgan", "wgan", "wgan-gp", "sngan"}
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("resolution", [32, 64, 128, 256])
 def test_models_build_at_every_resolution(arch, resolution):
-    from pipeline.models import build_discriminator, build_generator
-    g, d = build_generator(arch, resolution, 8, 4), build_discriminator(arch, resolution, 4)
+    g = archs.get(arch).build_generator(resolution, {"latent_dim": 8, "channels": 4})
+    d = DCGANDiscriminator(resolution, 4, archs.get(arch).norm)
     images = g(torch.randn(2, 8))
     assert images.shape == (2, 3, resolution, resolution) and images.abs().max() <= 1
     assert d(images).shape == (2,)
@@ -53,7 +56,7 @@ def test_models_build_at_every_resolution(arch, resolution):
 def test_each_architecture_trains_with_finite_losses(arch, augment):
     cfg = config(arch, "train.critic_warmup=false", f"train.diffaugment={augment}")
     data = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
-    trainer = Trainer(cfg, data, torch.device("cpu"), Process())
+    trainer = archs.get(arch).trainer(cfg, {"paintings": data}, torch.device("cpu"), Process())
     before = [p.clone() for p in trainer.g.parameters()]
     for step in range(3):
         stats = trainer.train_step(step)
@@ -79,17 +82,18 @@ def test_gradient_penalty_value_on_a_linear_critic():
 
 def test_loss_definitions():
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-1.0, 0.5])
-    assert losses.discriminator_loss("wgan", real, fake).item() == pytest.approx(-1.5)   # E[D(fake)] - E[D(real)]
-    assert losses.discriminator_loss("sngan", real, fake).item() == pytest.approx(0.25 + 0.75)  # hinge
+    assert archs.get("wgan").discriminator_loss(real, fake).item() == pytest.approx(-1.5)   # E[D(fake)] - E[D(real)]
+    assert archs.get("sngan").discriminator_loss(real, fake).item() == pytest.approx(0.25 + 0.75)  # hinge
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    assert losses.discriminator_loss("dcgan", real, fake).item() == pytest.approx(
+    assert archs.get("dcgan").discriminator_loss(real, fake).item() == pytest.approx(
         (bce(real, torch.ones(2)) + bce(fake, torch.zeros(2))).item())
-    assert losses.generator_loss("dcgan", fake).item() == pytest.approx(bce(fake, torch.ones(2)).item())
-    assert losses.generator_loss("wgan-gp", fake).item() == pytest.approx(0.25)
+    assert archs.get("dcgan").generator_loss(fake).item() == pytest.approx(bce(fake, torch.ones(2)).item())
+    assert archs.get("wgan-gp").generator_loss(fake).item() == pytest.approx(0.25)
 
 
 def test_critic_schedule_counts_generator_steps():
-    trainer = Trainer(config("wgan"), torch.zeros(3, 3, 32, 32, dtype=torch.uint8), torch.device("cpu"), Process())
+    trainer = archs.get("wgan").trainer(config("wgan"), {"paintings": torch.zeros(3, 3, 32, 32, dtype=torch.uint8)},
+                                        torch.device("cpu"), Process())
     schedule = [trainer.critic_steps(step) for step in (0, 24, 25, 26, 499, 500, 501, 1000)]
     assert schedule == [100, 100, 5, 5, 5, 100, 5, 100]
     trainer.tc.critic_warmup = False
@@ -158,14 +162,15 @@ def test_interrupted_and_resumed_equals_uninterrupted(painter, prepared, tmp_pat
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(painter, prepared, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_loss = train.generator_loss
+    wgan_gp = type(archs.get("wgan-gp"))
+    real_loss = wgan_gp.generator_loss
 
-    def loss_that_explodes(arch, fake):
+    def loss_that_explodes(self, fake):
         calls["n"] += 1
-        loss = real_loss(arch, fake)
+        loss = real_loss(self, fake)
         return loss * float("nan") if calls["n"] > 9 else loss
 
-    monkeypatch.setattr(train, "generator_loss", loss_that_explodes)
+    monkeypatch.setattr(wgan_gp, "generator_loss", loss_that_explodes)
     result = run_cli(painter, "wgan-gp", "--set", "train.steps=20", "--set", "train.checkpoint_every=4",
                      "--set", "train.log_every=5", ok=False)
     assert result.exit_code == 1

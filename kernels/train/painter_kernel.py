@@ -240,8 +240,7 @@ def main() -> int:
         workdir, submissions = base / "artifacts", base / "submissions"
         common = ("--config", str(base / "config.toml"), "--set", f"data.source={data}", "--workdir", str(workdir))
         if GPU == "t4x2":  # training under torchrun first; `painter run` then finds it up to date
-            painter("download", *common, cwd=base)
-            painter("prepare", *common, cwd=base)
+            painter("run", *common, "--until", "prepare", cwd=base)
             painter("train", *common, cwd=base,
                     launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
         scoring = ("--inception-weights", str(weights[0])) if weights else ()
