@@ -175,7 +175,7 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
             if done % tc.log_every == 0 or last or evaluate_now:
                 check_finite(done)
                 now = time.perf_counter()
-                row = {"step": done, "img_per_s": round(window_images / (now - window_start), 1),
+                row = {"step": done, "img_per_s": float(f"{window_images / (now - window_start):.4g}"),
                        "seconds": round(seconds, 2), **trainer.log_row(stats)}
                 if evaluate_now:
                     row.update(evaluate(done))

@@ -1,3 +1,4 @@
+import errno
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,27 @@ def painter(tmp_path, monkeypatch):
         return result
 
     return invoke
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """full_disk(after=N): generate's image writes fail with ENOSPC after N succeed; full_disk(None) frees it."""
+    from pipeline import generate
+
+    real_write = generate.write_file
+
+    def fill(after: int | None) -> None:
+        if after is None:
+            monkeypatch.setattr(generate, "write_file", real_write)
+            return
+        writes = {"n": 0}
+
+        def write(path, data):
+            writes["n"] += 1
+            if writes["n"] > after:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            real_write(path, data)
+
+        monkeypatch.setattr(generate, "write_file", write)
+
+    return fill

@@ -1,5 +1,3 @@
-import errno
-
 import pytest
 import torch
 from PIL import Image
@@ -71,24 +69,15 @@ def test_a_partly_written_set_resumes_with_the_same_images(tmp_path):
     assert files_of(partial) == files_of(full) and not list(partial.glob("*.tmp"))
 
 
-def test_generate_stage_resumes_after_a_full_disk(painter, tmp_path, monkeypatch):
+def test_generate_stage_resumes_after_a_full_disk(painter, tmp_path, full_disk):
     painter("run", *TINY)
     images = tmp_path / "work" / "runs" / "demo" / "images"
     complete = files_of(images)
-    real_write = generate.write_file
-    count = {"n": 0}
-
-    def fills_up(path, data):
-        count["n"] += 1
-        if count["n"] > 3000:
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real_write(path, data)
-
-    monkeypatch.setattr(generate, "write_file", fills_up)
+    full_disk(after=3000)
     failed = painter("generate", *TINY, "--force", ok=False)
     assert failed.exit_code == 1 and "no space left on device" in failed.output
     assert not (images / "_stamp.json").exists() and 2900 <= len(files_of(images)) <= 3000
-    monkeypatch.setattr(generate, "write_file", real_write)
+    full_disk(None)
     resumed = painter("run", *TINY)
     assert stage_lines(resumed.output)["generate"] == "running"
     assert "images are already written" in resumed.output

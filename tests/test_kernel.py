@@ -381,20 +381,27 @@ def test_template_refuses_to_run_unrendered(tmp_path, monkeypatch):
     assert _script_module().main() == 1
 
 
-def test_rendered_script_runs_end_to_end_on_a_fake_kaggle_tree(tmp_path):
-    """The chain on a fake /kaggle (demo-sized, on the CPU, t4x2's torchrun path), painter already importable."""
+TINY_KERNEL = {"demo": ["model.g_channels=8", "model.d_channels=8", "model.latent_dim=16", "train.batch_size=4"],
+               "cyclegan": ["data.resolution=32", "model.g_channels=4", "model.d_channels=4", "cyclegan.blocks=1",
+                            "cyclegan.crop=32", "train.eval_every=0", "generate.count=7000"]}
+
+
+@pytest.mark.parametrize("preset", ["demo", "cyclegan"])
+def test_rendered_script_runs_end_to_end_on_a_fake_kaggle_tree(preset, tmp_path):
+    """The chain on a fake /kaggle (demo-sized, on the CPU, t4x2's torchrun path), painter already importable:
+    a from-noise GAN, and a translation one that needs the competition's photos too."""
     root = tmp_path / "kaggle"
-    monet = root / "input" / COMPETITION / "monet_jpg"
-    monet.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(monet / f"{i}.jpg")
+    for folder in ("monet_jpg", "photo_jpg"):
+        (root / "input" / COMPETITION / folder).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+                root / "input" / COMPETITION / folder / f"{i}.jpg")
     (root / "input" / "painter-wheels").mkdir()
     (root / "input" / "painter-wheels" / "painter-0.1.0-py3-none-any.whl").write_bytes(b"unused here")
-    cfg = load_config(DEMO[1], ["run.device=cpu", "model.g_channels=8", "model.d_channels=8", "model.latent_dim=16",
-                                "train.steps=2", "train.batch_size=4", "train.sample_every=1",
-                                "train.checkpoint_every=1", "train.log_every=1", "generate.batch_size=1000",
-                                "score.max_images=16", "score.inception=false"])
+    cfg = load_config(REPO / "configs" / f"{preset}.toml", [
+        "run.device=cpu", *TINY_KERNEL[preset], "train.steps=2", "train.sample_every=1", "train.checkpoint_every=1",
+        "train.log_every=1", "generate.batch_size=1000", "score.max_images=16", "score.inception=false"])
     kernel.render_kernel(tmp_path / "k", user="someone", run=cfg.run.name, gpu="t4x2", config_toml=cfg.to_toml(),
                          dataset="someone/painter-wheels")
     env = dict(os.environ, PAINTER_KAGGLE_ROOT=str(root), PAINTER_KERNEL_SKIP_INSTALL="1",
@@ -409,4 +416,6 @@ def test_rendered_script_runs_end_to_end_on_a_fake_kaggle_tree(tmp_path):
         p.name for p in working.iterdir()}
     from pipeline.submit import validate_zip
     assert validate_zip(working / "images.zip", progress=False) == []
-    assert json.loads((working / "score.json").read_text())["run"] == RUN
+    assert json.loads((working / "score.json").read_text())["run"] == cfg.run.name
+    trained = json.loads((working / "train-summary.json").read_text())
+    assert trained["world_size"] == 2 and trained["ranks_in_sync"] and trained["arch"] == cfg.model.arch
