@@ -265,8 +265,9 @@ def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | No
 
     run_dir = wd.run(cfg.run.name)
     results = score_stamp["summary"]
-    headline = f"SWD {results['swd']:.3f} (floor {results['swd_floor']:.3f})" + (f", FID {results['fid']:.2f}, MiFID {results['mifid']:.2f}"
-                                               if results.get("fid") is not None else "")
+    photos = f"; untouched photos {results['photos_swd']:.3f}" if results.get("photos_swd") is not None else ""
+    headline = f"SWD {results['swd']:.3f} (floor {results['swd_floor']:.3f}{photos})" + (
+        f", FID {results['fid']:.2f}, MiFID {results['mifid']:.2f}" if results.get("fid") is not None else "")
     click.echo(f"\ndone: {cfg.run.name} ({train_stamp['summary']['arch']}, "
                f"{train_stamp['summary']['resolution']}px): {headline}")
     click.echo(f"  submission  {submissions / cfg.run.name / 'images.zip'}")

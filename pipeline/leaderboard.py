@@ -1,6 +1,8 @@
 """leaderboard: one table of every run in the workdir, written as CSV and Markdown.
 
-Runs are ranked by MiFID (Kaggle's metric) where it was computed, then by SWD.
+Runs are ranked by MiFID (Kaggle's metric) where it was computed, then by SWD. The untouched
+photos of each data source, scored like a run (score.photos_baseline), stand among them as the
+baseline to beat.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import pandas as pd
 from .artifacts import Workdir, read_json, read_stamp, write_bytes_atomic, write_json_atomic
 from .errors import PainterError
 
-COLUMNS = ["run", "where", "arch", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid", "mifid",
-           "copies", "public_mifid", "public_rank"]
+COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid",
+           "mifid", "copies", "public_mifid", "public_rank"]
+TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device"}
 
 
 def _score_columns(score_file: Path) -> dict:
@@ -27,7 +30,8 @@ def _score_columns(score_file: Path) -> dict:
 
 
 def collect(wd: Workdir) -> pd.DataFrame:
-    """One row per run trained here ("local") and per run pulled from a Kaggle kernel ("kaggle")."""
+    """One row per run trained here ("local"), per run pulled from a Kaggle kernel ("kaggle"), and per
+    data source whose untouched photos were scored ("baseline")."""
     public = {row["run"]: row for row in (read_json(wd.root / "leaderboard_kaggle.json") or {}).get("runs", [])}
     rows = []
     for run_dir in wd.runs():
@@ -35,7 +39,8 @@ def collect(wd: Workdir) -> pd.DataFrame:
         if train is not None:
             summary = train["summary"]
             row = {"run": run_dir.name, "where": "local", "arch": summary.get("arch"),
-                   "resolution": summary.get("resolution"), "steps": summary.get("steps"),
+                   "consumes": summary.get("consumes", "noise"), "resolution": summary.get("resolution"),
+                   "steps": summary.get("steps"),
                    "train_seconds": summary.get("seconds"), "device": summary.get("device")}
             if read_stamp(run_dir / "score") is not None:
                 row.update(_score_columns(run_dir / "score" / "score.json"))
@@ -44,15 +49,22 @@ def collect(wd: Workdir) -> pd.DataFrame:
         if kernel is not None:  # pulled by `painter kernel pull`
             config = kernel.get("config", {})
             row = {"run": run_dir.name, "where": "kaggle", "arch": config.get("model", {}).get("arch"),
+                   "consumes": (kernel.get("train") or {}).get("consumes"),
                    "resolution": config.get("data", {}).get("resolution"),
                    "steps": config.get("train", {}).get("steps"), "device": kernel.get("gpu"),
                    **_score_columns(run_dir / "kaggle" / "score.json")}
             standing = public.get(run_dir.name, {})
             row.update(public_mifid=standing.get("public_mifid"), public_rank=standing.get("rank"))
             rows.append(row)
+    baselines = wd.root / "baselines"
+    for folder in sorted(baselines.iterdir()) if baselines.is_dir() else []:
+        if read_stamp(folder) is not None:
+            report = read_json(folder / "score.json") or {}
+            rows.append({"run": folder.name, "where": "baseline", "arch": "untouched photos", "resolution": 256,
+                         "device": report.get("device"), **_score_columns(folder / "score.json")})
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for column in COLUMNS[3:]:
-        if column != "device":  # numbers, with NaN (not None) where missing
+    for column in COLUMNS:
+        if column not in TEXT_COLUMNS:  # numbers, with NaN (not None) where missing
             table[column] = pd.to_numeric(table[column], errors="coerce")
     return table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
 
@@ -62,8 +74,12 @@ def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None 
     from .report import write_report
 
     table = collect(wd)
-    if runs is not None:
-        table = table[table["run"].isin(runs)].reset_index(drop=True)
+    if runs is not None:  # those runs, and the baselines they were scored beside
+        beside = {(read_json(wd.run(run) / "score" / "score.json") or {}).get("photos_baseline", {}).get("name")
+                  for run in runs}
+        keep = table["run"].isin(runs) & (table["where"] != "baseline") | \
+            table["run"].isin(beside) & (table["where"] == "baseline")
+        table = table[keep].reset_index(drop=True)
     out = Path(out) if out is not None else wd.root
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "leaderboard.csv", table.to_csv(index=False).encode())

@@ -1,6 +1,8 @@
 """score: compare a run's generated images with the training paintings; writes <run>/score/.
 
 - SWD needs no weights and is always computed.
+- The untouched photos, when the data has them, are scored the same way once per data source
+  (<workdir>/baselines/<source>-photos/): the baseline a submission has to beat.
 - A nearest-neighbour check in a weight-free descriptor finds near-copies of training paintings
   (what MiFID punishes) and draws the closest pairs in nearest.png.
 - FID, KID and MiFID need the Inception weights; without them the report says so, and why.
@@ -11,16 +13,19 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import prepare
 from .artifacts import Workdir, fingerprint, require_stamp, run_stage, write_json_atomic
 from .config import Config
+from .download import source_id
 from .errors import PainterError
 from .generate import images_dir
-from .images import COMPETITION_SIZE, read_jpegs
+from .images import COMPETITION_SIZE, load_rgb, read_jpegs, save_grid
 from .metrics.inception import FeatureCache, find_weights, inception_scores
 from .metrics.nearest import nearest_pairs, save_pairs_png
 from .metrics.swd import sliced_wasserstein_distance
@@ -67,6 +72,10 @@ def summary_lines(report: dict) -> list[str]:
              f"vs {report['n_reference']} paintings",
              f"  SWD    {swd['value']:9.3f}   (x1e3, lower is better; floor {swd['floor']:.3f} = paintings vs "
              f"paintings; {swd['n_used']} vs {swd['n_used']} images; per level {levels})"]
+    baseline = report.get("photos_baseline")
+    if baseline:
+        verdict = "beats" if swd["value"] < baseline["swd"] else "does not beat"
+        lines.append(f"         {'':9}   the untouched photos score {baseline['swd']:.3f}: this run {verdict} them")
     inc = report["inception"]
     if inc["computed"]:
         features = inc["features"]
@@ -89,6 +98,90 @@ def summary_lines(report: dict) -> list[str]:
     return lines
 
 
+def score_images(fake: torch.Tensor, names: list[str], real: torch.Tensor, out: Path, sc, weights, device, *,
+                 real_cache: FeatureCache, real_key: dict, fake_cache: FeatureCache | None, fake_key: dict) -> dict:
+    """The score report of uint8 256 px images `fake` (files `names`) against the paintings `real`:
+    SWD with its floor, the copy check (nearest.png in `out`), FID/KID/MiFID when `weights`."""
+    swd = swd_with_floor(real, fake, sc.seed)
+    nearest = nearest_pairs(real, fake, top=NEAREST_PAIRS)
+    save_pairs_png(real, fake, nearest, out / "nearest.png", top=NEAREST_PAIRS)
+    nearest["closest"] = [{**pair, "fake_file": names[pair["fake"]]} for pair in nearest["closest"]]
+    if weights is None:
+        inception = {"computed": False, "reason": "disabled by score.inception = false"}
+    else:
+        inception = inception_scores(real, fake, weights, sc.batch_size, device, seed=sc.seed,
+                                     real_cache=real_cache, real_key=real_key, fake_cache=fake_cache,
+                                     fake_key=fake_key)
+    return {"n_scored": len(fake), "n_reference": len(real), "swd": swd, "nearest": nearest, "inception": inception,
+            "device": str(device)}
+
+
+def headline(report: dict) -> dict:
+    """The numbers a stamp and a leaderboard row carry."""
+    inception = report["inception"]
+    return {"swd": report["swd"]["value"], "swd_floor": report["swd"]["floor"], "fid": inception.get("fid"),
+            "mifid": inception.get("mifid"), "near_copies": report["nearest"]["n_copies"]}
+
+
+def seeded_sample(files: list[Path], count: int, seed: int) -> list[Path]:
+    """At most `count` of `files`, a seeded choice kept in order (keeps CPU scoring affordable)."""
+    if len(files) <= count:
+        return files
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))
+    return [files[i] for i in sorted(order[:count].tolist())]
+
+
+def baseline_dir(cfg: Config, wd: Workdir) -> Path:
+    return wd.root / "baselines" / f"{source_id(cfg.data.source)}-photos"
+
+
+def photos_baseline(cfg: Config, wd: Workdir, weights, *, force: bool = False, log=print) -> dict | None:
+    """Score the untouched photos as if they were a run's images: the baseline a translation must beat.
+    Cached per data source under <workdir>/baselines/; None when the data has no photos."""
+    raw = wd.raw(source_id(cfg.data.source))
+    raw_stamp = require_stamp(raw, "download", "painter download")
+    files = sorted(p for p in (raw / "photo_jpg").glob("*") if p.is_file())
+    if not files:
+        return None
+    reference = prepare.shards_dir(cfg, wd, COMPETITION_SIZE)
+    reference_stamp = require_stamp(reference, "reference shards", "painter prepare")
+    sc = cfg.score
+    inputs = {"version": VERSION, "score": cfg.section("score"),
+              "download": {"fingerprint": raw_stamp["fingerprint"]},
+              "reference": {"fingerprint": reference_stamp["fingerprint"]},
+              "inception_weights": weights.identity() if weights else None}
+
+    def build(out: Path) -> dict:
+        started = time.perf_counter()
+        device = resolve_device(cfg.run.device)
+        picked = seeded_sample(files, sc.max_images, sc.seed)
+        with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
+            decoded = list(pool.map(_photo_or_none, picked))
+        kept = [(path, array) for path, array in zip(picked, decoded) if array is not None]
+        if not kept:
+            raise PainterError(f"none of the {len(picked)} photos in {raw / 'photo_jpg'} could be decoded")
+        photos = torch.from_numpy(np.stack([array for _, array in kept])).permute(0, 3, 1, 2).contiguous()
+        real = prepare.load_shards(reference, device)
+        report = {"run": "untouched photos", "source": cfg.data.source, "n_generated": len(files),
+                  **score_images(photos.to(device), [path.name for path, _ in kept], real, out, sc, weights, device,
+                                 real_cache=FeatureCache(reference_features_dir(wd)),
+                                 real_key={"images": reference_stamp["fingerprint"]}, fake_cache=None, fake_key={}),
+                  "seconds": round(time.perf_counter() - started, 1)}
+        write_json_atomic(out / "score.json", report)
+        save_grid(photos[:64].float().div(127.5).sub(1), out / "samples.png")
+        log(f"score: untouched photos: SWD {report['swd']['value']:.3f} ({len(kept)} photos)")
+        return headline(report)
+
+    return run_stage("score photos", baseline_dir(cfg, wd), inputs, build, force=force, log=log)
+
+
+def _photo_or_none(path: Path):
+    try:
+        return load_rgb(path, COMPETITION_SIZE)[0]
+    except ValueError:
+        return None  # prepare names unreadable files; the baseline simply leaves them out
+
+
 def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str | None = None,
         log=print) -> dict:
     generated = images_dir(cfg, wd)
@@ -97,10 +190,16 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
     reference_stamp = require_stamp(reference, "reference shards", "painter prepare")
     sc = cfg.score
     weights = find_weights(inception_weights) if sc.inception else None
+    try:
+        baseline = photos_baseline(cfg, wd, weights, log=log)
+    except PainterError as exc:  # the run's own score does not depend on the photos
+        log(f"score: the untouched photos are not scored: {exc}")
+        baseline = None
     inputs = {"version": VERSION, "score": cfg.section("score"),
               "generate": {"fingerprint": generated_stamp["fingerprint"]},
               "reference": {"fingerprint": reference_stamp["fingerprint"]},
-              "inception_weights": weights.identity() if weights else None}
+              "inception_weights": weights.identity() if weights else None,
+              "photos_baseline": {"fingerprint": baseline["fingerprint"]} if baseline else None}
 
     def build(out: Path) -> dict:
         started = time.perf_counter()
@@ -108,39 +207,25 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
         files = sorted(generated.glob("*.jpg"))
         if not files:
             raise PainterError(f"no generated images in {generated}; re-run `painter generate --force`")
-        picked = files
-        if len(files) > sc.max_images:  # a seeded sample keeps CPU scoring affordable
-            order = torch.randperm(len(files), generator=torch.Generator().manual_seed(sc.seed))
-            picked = [files[i] for i in sorted(order[:sc.max_images].tolist())]
+        picked = seeded_sample(files, sc.max_images, sc.seed)
         try:
             fake = read_jpegs(picked, device, desc="score: generated")
         except ValueError as exc:
             raise PainterError(f"generated image {exc}; re-run `painter generate --force`") from None
         real = prepare.load_shards(reference, device)
-        swd = swd_with_floor(real, fake, sc.seed)
-        nearest = nearest_pairs(real, fake, top=NEAREST_PAIRS)
-        save_pairs_png(real, fake, nearest, out / "nearest.png", top=NEAREST_PAIRS)
-        nearest["closest"] = [{**pair, "fake_file": picked[pair["fake"]].name} for pair in nearest["closest"]]
-        if weights is None:
-            inception = {"computed": False, "reason": "disabled by score.inception = false"}
-        else:
-            inception = inception_scores(
-                real, fake, weights, sc.batch_size, device, seed=sc.seed,
-                real_cache=FeatureCache(reference_features_dir(wd)),
-                real_key={"images": reference_stamp["fingerprint"]},
-                fake_cache=FeatureCache(wd.run(cfg.run.name) / "features", keep_one=True),
-                fake_key={"images": generated_stamp["fingerprint"],
-                          "files": fingerprint([p.name for p in picked])})
-        report = {"run": cfg.run.name, "n_generated": len(files), "n_scored": len(picked),
-                  "n_reference": len(real),
-                  "swd": swd,
-                  "nearest": nearest,
-                  "inception": inception,
-                  "device": str(device), "seconds": round(time.perf_counter() - started, 1)}
+        report = {"run": cfg.run.name, "n_generated": len(files),
+                  **score_images(fake, [p.name for p in picked], real, out, sc, weights, device,
+                                 real_cache=FeatureCache(reference_features_dir(wd)),
+                                 real_key={"images": reference_stamp["fingerprint"]},
+                                 fake_cache=FeatureCache(wd.run(cfg.run.name) / "features", keep_one=True),
+                                 fake_key={"images": generated_stamp["fingerprint"],
+                                           "files": fingerprint([p.name for p in picked])}),
+                  "seconds": round(time.perf_counter() - started, 1)}
+        if baseline:
+            report["photos_baseline"] = {"name": baseline_dir(cfg, wd).name, **baseline["summary"]}
         write_json_atomic(out / "score.json", report)
         for line in summary_lines(report):
             log(line)
-        return {"swd": swd["value"], "swd_floor": swd["floor"], "fid": inception.get("fid"),
-                "mifid": inception.get("mifid"), "near_copies": nearest["n_copies"]}
+        return headline(report) | ({"photos_swd": baseline["summary"]["swd"]} if baseline else {})
 
     return run_stage("score", score_dir(cfg, wd), inputs, build, force=force, log=log)

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage, sha256_file, write_json_atomic
+from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage, sha256_file
 from .config import Config
 from .errors import PainterError
 from .generate import images_dir

@@ -58,8 +58,10 @@ def test_whole_chain_then_cached_then_only_what_changed(painter, tmp_path):
 
     board = painter("leaderboard")
     table = pd.read_csv(work / "leaderboard.csv")
-    assert table["run"].tolist() == ["demo"] and table.loc[0, "steps"] == 5
-    assert table.loc[0, "swd"] == json.loads((run_dir / "score" / "score.json").read_text())["swd"]["value"]
+    runs = table[table["where"] == "local"].reset_index(drop=True)
+    assert runs["run"].tolist() == ["demo"] and runs.loc[0, "steps"] == 5
+    assert runs.loc[0, "swd"] == json.loads((run_dir / "score" / "score.json").read_text())["swd"]["value"]
+    assert table[table["where"] == "baseline"]["arch"].tolist() == ["untouched photos"]  # the demo's 2 photos
     assert "demo" in board.output and "demo" in (work / "leaderboard.md").read_text()
     assert (work / "leaderboard.html").is_file()
 
