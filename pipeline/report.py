@@ -16,6 +16,14 @@ metrics.csv, best checkpoint starred, the floor as a line), a bar chart of each 
 with the floor line, and one card per run: sample grid, loss curves, nearest pairs when it has
 copies, key numbers, the best checkpoint (best.json), the Kaggle kernel and public standing.
 
+The untouched photos of a data source, scored like a run (rows with where == "baseline", files in
+`<workdir>/baselines/<name>/`), are the baseline to beat: translating photos into Monet's style is
+how this competition is won, so a run farther from the paintings than the photos is worthless.
+Such a row keeps its place in the ranking (a run below it is worse than submitting the photos) but
+is never "the best run": it is marked as the baseline in the table, on its card and on both charts
+(a hatched bar, a dotted line), and a sentence counts the runs that beat it. Translation runs
+(consumes == "photos") show their sample grid as photo -> painting pairs.
+
 Everything read from the runs may be missing (old runs, Kaggle runs, runs never scored): what is
 missing is said in place of the picture or number. Text taken from files is escaped in both
 outputs. Every file is written atomically; images an earlier report left in `leaderboard_files/`
@@ -54,6 +62,7 @@ CHART_DPI = 90
 OUR_FILES = re.compile(r"^(chart|run)-[A-Za-z0-9_.-]*\.png$")
 EVAL_METRICS = ("swd", "fid", "kid")
 BEST_COLOUR, OTHER_COLOUR, FLOOR_COLOUR = "#2f6fde", "#9fb3c8", "#222222"  # floor: no run colour (tab10)
+PHOTOS_COLOUR, PHOTOS_FILL = "#6b6b6b", "#e4e4e4"  # the baseline: grey, hatched, dotted (not a run)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +74,7 @@ class RunView:
     """One row of the ranking with everything the report shows about it."""
     rank: int
     name: str
-    where: str                      # "local" or "kaggle"
+    where: str                      # "local", "kaggle" or "baseline" (the untouched photos)
     row: dict                       # the leaderboard table's row, NaN turned into None
     score: dict                     # score.json ({} when never scored)
     kernel: dict | None             # kaggle/kernel.json
@@ -102,8 +111,17 @@ class RunView:
         return _number(swd.get("floor")) if isinstance(swd, dict) else None
 
     @property
+    def baseline(self) -> bool:
+        """The untouched photos scored like a run: the baseline to beat, never a run itself."""
+        return self.where == "baseline"
+
+    @property
+    def translates(self) -> bool:
+        return self.row.get("consumes") == "photos"
+
+    @property
     def label(self) -> str:
-        return self.name + (" (kaggle)" if self.where == "kaggle" else "")
+        return self.name + {"kaggle": " (kaggle)", "baseline": " (baseline)"}.get(self.where, "")
 
 
 def _number(value) -> float | None:
@@ -145,7 +163,8 @@ def _date(stamp_time) -> str | None:
 
 
 def collect_runs(wd: Workdir, table: pd.DataFrame) -> list[RunView]:
-    """A RunView per row of `table`, in its order, from the files under `wd.run(name)`."""
+    """A RunView per row of `table`, in its order, from the files under `wd.run(name)` (a baseline's
+    under `wd.root / "baselines" / name`)."""
     public = read_json(wd.root / "leaderboard_kaggle.json") or {}
     standings = {r.get("run"): r for r in public.get("runs", []) if isinstance(r, dict)}
     teams = public.get("teams") if isinstance(public.get("teams"), int) else None
@@ -154,7 +173,11 @@ def collect_runs(wd: Workdir, table: pd.DataFrame) -> list[RunView]:
         row = {key: _clean(value) for key, value in record.items()}
         name, where = str(row.get("run")), row.get("where") or "local"
         run_dir = wd.run(name)
-        if where == "kaggle":
+        if where == "baseline":  # score.photos_baseline's folder: score.json, samples.png, nearest.png
+            folder = score_dir = wd.root / "baselines" / name
+            kernel, stamp = None, read_stamp(folder) or {}
+            date, device = _date(stamp.get("created")), row.get("device")
+        elif where == "kaggle":
             folder = score_dir = run_dir / "kaggle"  # what `kernel pull` registered (and may copy) there
             kernel = read_json(folder / "kernel.json")
             kernel = kernel if isinstance(kernel, dict) else {}
@@ -170,11 +193,15 @@ def collect_runs(wd: Workdir, table: pd.DataFrame) -> list[RunView]:
         score = read_json(score_dir / "score.json")
         best = read_json(folder / "best.json")
         metrics_csv = folder / "metrics.csv"
-        evals, note = read_evals(metrics_csv)
+        if where == "baseline":  # nothing was trained: no curve, losses or checkpoint to miss
+            best, metrics_csv, (evals, note) = None, None, (pd.DataFrame(columns=["step"]), None)
+        else:
+            evals, note = read_evals(metrics_csv)
         view = RunView(rank=rank, name=name, where=where, row=row, score=score if isinstance(score, dict) else {},
                        kernel=kernel, standing=standings.get(name) if where == "kaggle" else None, teams=teams,
                        metrics_note=note, evals=evals, best=best if isinstance(best, dict) else None,
-                       date=date, device=device, metrics_csv=metrics_csv if metrics_csv.is_file() else None)
+                       date=date, device=device,
+                       metrics_csv=metrics_csv if metrics_csv is not None and metrics_csv.is_file() else None)
         _find_images(view, folder, score_dir)
         views.append(view)
     return views
@@ -187,7 +214,9 @@ def _find_images(view: RunView, folder: Path, score_dir: Path) -> None:
     else:
         view.missing["samples"] = f"no samples ({samples.parent.name}/samples.png not found)"
     losses = folder / "losses.png"
-    if losses.is_file():
+    if view.baseline:
+        pass  # the photos were not trained: no loss curves, and nothing to say about their absence
+    elif losses.is_file():
         view.sources["losses"] = losses
     elif view.metrics_csv is None:
         view.missing["losses"] = f"no loss curves (no {folder.name}/losses.png or metrics.csv)"
@@ -199,6 +228,18 @@ def _find_images(view: RunView, folder: Path, score_dir: Path) -> None:
             view.sources["nearest"] = nearest
         else:
             view.missing["nearest"] = "no nearest.png for the copies"
+
+
+def best_run(views: list[RunView]) -> RunView | None:
+    """The best run: the first non-baseline row of the ranking, when it was scored. The untouched
+    photos may rank above every run, but they are what a run must beat, never a run."""
+    first = next((v for v in views if not v.baseline), None)
+    return first if first is not None and first.swd is not None else None
+
+
+def baselines(views: list[RunView]) -> list[RunView]:
+    """The scored baselines (untouched photos), in ranking order."""
+    return [v for v in views if v.baseline and v.swd is not None]
 
 
 def floors(views: list[RunView]) -> dict[float, list[str]]:
@@ -250,8 +291,10 @@ def _mpl_text(text: str, limit: int = 28) -> str:
 
 
 def _colours(views: list[RunView]) -> dict[str, str]:
+    """A colour per run; baselines take none, so that adding one does not recolour the runs."""
     cycle = plt.get_cmap("tab10").colors
-    return {view.slug: matplotlib.colors.to_hex(cycle[i % len(cycle)]) for i, view in enumerate(views)}
+    runs = [view for view in views if not view.baseline]
+    return {view.slug: matplotlib.colors.to_hex(cycle[i % len(cycle)]) for i, view in enumerate(runs)}
 
 
 def _floor_lines(ax, found: dict[float, list[str]]) -> None:
@@ -259,6 +302,17 @@ def _floor_lines(ax, found: dict[float, list[str]]) -> None:
         label = f"real-vs-real floor {_fmt(value)}" + (f" ({', '.join(runs)[:40]})" if len(found) > 1 else "")
         ax.axhline(value, color=FLOOR_COLOUR, linestyle="--", linewidth=1.2, alpha=0.9 - 0.2 * i,
                    label=_mpl_text(label, 60))
+
+
+def _photos_name(view: RunView, photos: list[RunView]) -> str:
+    """How the charts name a baseline: the data source only matters when there are several."""
+    return "untouched photos" + (f" ({view.name})" if len(photos) > 1 else "")
+
+
+def _photos_lines(ax, photos: list[RunView]) -> None:
+    for i, view in enumerate(photos):
+        ax.axhline(view.swd, color=PHOTOS_COLOUR, linestyle=":", linewidth=1.6, alpha=0.9 - 0.2 * min(i, 3),
+                   label=_mpl_text(f"{_photos_name(view, photos)} {_fmt(view.swd)}", 60))
 
 
 def chart_eval_curves(views: list[RunView], found: dict[float, list[str]]) -> bytes | None:
@@ -286,6 +340,7 @@ def chart_eval_curves(views: list[RunView], found: dict[float, list[str]]) -> by
                         markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
         if metric == "swd":
             _floor_lines(ax, found)
+            _photos_lines(ax, baselines(views))  # a final score at 256 px: a landmark, not a target (caption)
         ax.set_xlabel("generator step")
         ax.set_ylabel({"swd": "SWD (×10³, lower is better)", "fid": "FID (lower is better)"}[metric])
         ax.grid(alpha=0.3)
@@ -299,27 +354,34 @@ def chart_eval_curves(views: list[RunView], found: dict[float, list[str]]) -> by
 
 
 def chart_final_swd(views: list[RunView], found: dict[float, list[str]]) -> bytes | None:
-    """Each scored run's final SWD as a bar, best run highlighted, the floor as a horizontal line."""
+    """Each scored run's final SWD as a bar, best run highlighted, the floor as a horizontal line; the
+    untouched photos as a hatched grey bar and a dotted line, the baseline every run must beat."""
     scored = [v for v in views if v.swd is not None]
     if not scored:
         return None
-    best = min(scored, key=lambda v: v.swd)
-    labels = [_mpl_text(f"{v.rank}. {v.label}", 22) for v in scored]
+    runs = [v for v in scored if not v.baseline]
+    best = min(runs, key=lambda v: v.swd) if runs else None
+    photos = baselines(views)
+    labels = [_mpl_text(f"{v.rank}. " + (_photos_name(v, photos) if v.baseline else v.label), 22) for v in scored]
     tilt = len(scored) > 4 or max(len(label) for label in labels) > 13
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 1.0 * len(scored)), 3.8))
     positions = range(len(scored))
     bars = ax.bar(positions, [v.swd for v in scored], width=0.65,
-                  color=[BEST_COLOUR if v is best else OTHER_COLOUR for v in scored])
+                  color=[PHOTOS_FILL if v.baseline else BEST_COLOUR if v is best else OTHER_COLOUR for v in scored])
     for bar, view in zip(bars, scored):
+        if view.baseline:
+            bar.set_hatch("///")
+            bar.set_edgecolor(PHOTOS_COLOUR)
         ax.annotate(_fmt(view.swd), (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                     va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
     _floor_lines(ax, found)
+    _photos_lines(ax, photos)
     ax.set_xticks(list(positions), labels, rotation=25 if tilt else 0, ha="right" if tilt else "center",
                   fontsize=8, rotation_mode="anchor")
     ax.set_ylabel("final SWD (×10³, lower is better)")
     ax.set_ylim(0, max([v.swd for v in scored] + list(found)) * 1.15)
     ax.grid(axis="y", alpha=0.3)
-    if found:
+    if found or photos:
         ax.legend(fontsize=7, loc="upper left")
     ax.set_title("final SWD against the paintings", fontsize=10)
     fig.tight_layout()
@@ -415,12 +477,20 @@ def kaggle_rank(view: RunView) -> str | None:
     return text
 
 
+def arch_text(view: RunView) -> str | None:
+    """The architecture, "(photos)" after it for a translation run: what it consumes, without a column."""
+    arch = view.row.get("arch")
+    if arch is None:
+        return None
+    return f"{arch} (photos)" if view.translates else str(arch)
+
+
 # (key, header, numeric column?, cell text)
 COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
     ("rank", "rank", True, lambda v: str(v.rank)),
     ("run", "run", False, lambda v: v.name),
     ("where", "where", False, lambda v: v.where),
-    ("arch", "arch", False, lambda v: v.row.get("arch")),
+    ("arch", "arch", False, arch_text),
     ("resolution", "resolution", True, lambda v: None if _int(v.row.get("resolution")) is None
      else f"{_int(v.row.get('resolution'))} px"),
     ("steps", "steps", True, lambda v: _int(v.row.get("steps"))),
@@ -455,6 +525,8 @@ def provenance(views: list[RunView], machine: str | None = None) -> str | None:
     """One line: on what and when the runs were made, when the files say."""
     groups: dict[str, list[str | None]] = {}
     for view in views:
+        if view.baseline:
+            continue  # scored photos, not a run made anywhere
         if view.where == "kaggle":
             label = f"Kaggle {view.device}" if view.device else "Kaggle"
         else:
@@ -483,13 +555,67 @@ def floor_sentences(found: dict[float, list[str]]) -> list[str]:
             "close to the paintings as real paintings are."]
 
 
+def _beside(view: RunView, photos: RunView) -> bool:
+    """Whether a run was scored beside these photos: its score.json names them, or names none (a run
+    scored before painter scored the photos)."""
+    named = view.score.get("photos_baseline")
+    name = named.get("name") if isinstance(named, dict) else None
+    return name is None or name == photos.name
+
+
+def baseline_sentences(views: list[RunView]) -> list[str]:
+    """Per baseline, how many scored runs are closer to the paintings (lower SWD) than the photos."""
+    photos = baselines(views)
+    sentences = []
+    for base in photos:
+        what = "the untouched photos" + (f" of {base.name}" if len(photos) > 1 else "") + f" (SWD {_fmt(base.swd)})"
+        runs = [v for v in views if not v.baseline and v.swd is not None and _beside(v, base)]
+        if not runs:
+            sentences.append(f"No scored run to compare with {what}, the baseline to beat.")
+            continue
+        beat = sum(v.swd < base.swd for v in runs)
+        verb = "scores" if beat == 1 or (beat == 0 and len(runs) == 1) else "score"
+        text = f"{beat} of {len(runs)} run{'s' * (len(runs) != 1)} {verb} below {what}: "
+        if beat:
+            text += "closer to Monet than the photos themselves."
+        else:
+            text += "submitting the photos themselves would be closer to Monet."
+        sentences.append(text)
+    return sentences
+
+
+NUMBERS_NOTE = ("Lower is better for every number: SWD (×10³, sliced Wasserstein distance on Laplacian-pyramid "
+                "patches), FID, KID and MiFID (Kaggle's metric) against the Monet paintings; copies are generated "
+                "images that are near-copies of a painting.")
+
+
+def translation_note(views: list[RunView]) -> str:
+    return (" \"(photos)\" after an architecture: the run translates photos into paintings instead of drawing "
+            "from noise." if any(v.translates for v in views) else "")
+
+
 EVAL_CAPTION = ("SWD during training is measured on a small sample at the training resolution, so its values "
                 "are a guide to progress rather than the final score; the dashed line is the final score's floor.")
+EVAL_PHOTOS = ("The dotted line is the untouched photos' final score (at 256 px, on the whole scoring sample): "
+               "the level a run's final score must get below, not one its training curve can be read against.")
+
+
+def eval_caption(views: list[RunView]) -> str:
+    return EVAL_CAPTION + (" " + EVAL_PHOTOS if baselines(views) else "")
+
+
+def final_swd_caption(views: list[RunView]) -> str:
+    return "Final SWD of each scored run; the dashed line is the real-vs-real floor." + (
+        " The hatched bar and the dotted line are the untouched photos: the baseline to beat." if baselines(views)
+        else "")
 
 
 def card_facts(view: RunView) -> list[tuple[str, str, str | None]]:
     """(label, text, link) lines of a run's card; text taken from files, unescaped."""
     facts: list[tuple[str, str, str | None]] = []
+    if view.baseline:
+        facts.append(("baseline", "the competition's photos as they are, scored like a run's images: a run "
+                                  "must score below them to be worth submitting", None))
     swd = view.score.get("swd") if isinstance(view.score.get("swd"), dict) else {}
     if view.swd is not None:
         text = _fmt(view.swd)
@@ -516,8 +642,9 @@ def card_facts(view: RunView) -> list[tuple[str, str, str | None]]:
         facts.append(("copies", f"{_int(nearest['n_copies'])}"
                       + (f" (nearest-painting distance under {threshold:g})" if threshold is not None else ""), None))
     if _number(view.score.get("n_scored")) is not None:
+        images = "photos" if view.baseline else "generated images"
         facts.append(("scored", f"{_int(view.score['n_scored'])} of {_int(view.score.get('n_generated')) or '?'} "
-                                f"generated images against {_int(view.score.get('n_reference')) or '?'} paintings"
+                                f"{images} against {_int(view.score.get('n_reference')) or '?'} paintings"
                                 + (f" on {view.score['device']}" if view.score.get("device") else ""), None))
     best = view.best or {}
     if _number(best.get("step")) is not None:
@@ -548,6 +675,7 @@ def card_facts(view: RunView) -> list[tuple[str, str, str | None]]:
 
 def card_subtitle(view: RunView) -> str:
     parts = [str(view.row["arch"]) if view.row.get("arch") else None,
+             "photo → painting translation" if view.translates else None,
              f"{_int(view.row.get('resolution'))} px" if _int(view.row.get("resolution")) else None,
              f"{_int(view.row.get('steps'))} steps" if _int(view.row.get("steps")) else None]
     trained = duration(view.row.get("train_seconds"))
@@ -556,12 +684,23 @@ def card_subtitle(view: RunView) -> str:
     elif view.device:
         parts.append(f"on {view.device}")
     if view.date:
-        parts.append(("pulled " if view.where == "kaggle" else "trained ") + view.date)
+        parts.append({"kaggle": "pulled ", "baseline": "scored "}.get(view.where, "trained ") + view.date)
     return " · ".join(p for p in parts if p)
 
 
 CAPTIONS = {"samples": "final samples (EMA generator; the grid's top half)", "losses": "loss curves",
             "nearest": "closest generated/painting pairs"}
+PHOTOS_CAPTIONS = {"samples": "untouched photos (the baseline)", "nearest": "closest photo/painting pairs"}
+# a translation run's train/samples.png alternates photo, painting along each row (4 pairs a row)
+PAIRS_CAPTION = "photo → painting pairs (EMA generator; the grid's top half)"
+
+
+def caption(view: RunView, role: str) -> str:
+    if view.baseline:
+        return PHOTOS_CAPTIONS.get(role, CAPTIONS[role])
+    if role == "samples" and view.translates:
+        return PAIRS_CAPTION
+    return CAPTIONS[role]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -583,24 +722,28 @@ def render_markdown(views: list[RunView], found: dict[float, list[str]], images:
     if not views:
         return "\n".join(lines + ["No trained runs yet.", ""])
     columns, rows = ranking(views)
+    best = best_run(views)
     lines.append("| " + " | ".join(header for _, header, _ in columns) + " |")
     lines.append("|" + "".join("---:|" if numeric else "---|" for _, _, numeric in columns))
     for view, row in zip(views, rows):
         cells = ["-" if cell is None else _md(cell) for cell in row]
-        if view.rank == 1 and view.swd is not None:
+        if view is best:
             cells[1] = f"**{cells[1]}**"
+        elif view.baseline:  # the whole row in italics, its "where" says baseline: not a run
+            cells = [cell if cell == "-" else f"*{cell}*" for cell in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *(_md(s) for s in floor_sentences(found)), "",
-              "Lower is better for every number: SWD (×10³, sliced Wasserstein distance on Laplacian-pyramid "
-              "patches), FID, KID and MiFID (Kaggle's metric) against the Monet paintings; copies are generated "
-              "images that are near-copies of a painting.", ""]
+    photos = baseline_sentences(views)
+    lines += ["", *([" ".join(_md(s) for s in photos), ""] if photos else []),
+              *(_md(s) for s in floor_sentences(found)), "", NUMBERS_NOTE + translation_note(views), ""]
     if "chart-eval-vs-step.png" in images:
         lines += ["## Evaluation during training", "", f"![SWD vs training step]({FILES_DIR}/chart-eval-vs-step.png)",
-                  "", EVAL_CAPTION, ""]
+                  "", eval_caption(views), ""]
     else:
         lines += ["## Evaluation during training", "", "No run evaluated its generator during training.", ""]
     if "chart-final-swd.png" in images:
         lines += ["## Final SWD", "", f"![final SWD per run]({FILES_DIR}/chart-final-swd.png)", ""]
+        if photos:  # the plain chart needs no words; the baseline's bar and line do
+            lines += [final_swd_caption(views), ""]
     lines += ["## Runs", ""]
     for view in views:
         lines += [f"### {view.rank}. {_md(view.label)}", "", _md(card_subtitle(view)), ""]
@@ -609,7 +752,7 @@ def render_markdown(views: list[RunView], found: dict[float, list[str]], images:
         lines.append("")
         for role in ("samples", "losses", "nearest"):
             if role in view.files:
-                lines += [f"![{CAPTIONS[role]}]({FILES_DIR}/{view.files[role]})", ""]
+                lines += [f"![{caption(view, role)}]({FILES_DIR}/{view.files[role]})", ""]
             elif role in view.missing:
                 lines += [f"*{_md(view.missing[role])}*", ""]
     return "\n".join(lines)
@@ -643,10 +786,14 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 td a{color:inherit;text-decoration:none;border-bottom:1px dotted var(--muted)}
 tr.best td{background:var(--best);font-weight:600}
 tr.best td:first-child{box-shadow:inset 4px 0 var(--bestline)}
+tr.baseline td{background:#f3f4f6;color:var(--muted);font-style:italic}
 .badge{display:inline-block;font-size:11px;font-weight:700;text-transform:uppercase;letter-spacing:.05em;
 padding:1px 7px;border-radius:99px;background:var(--bestline);color:#fff;margin-left:6px;vertical-align:2px}
 .tag{display:inline-block;font-size:11px;padding:1px 7px;border-radius:99px;background:#e7eefb;color:var(--accent);
 margin-left:6px;vertical-align:2px}
+.tag.baseline{background:#e4e4e4;color:#4a4a4a;font-style:normal}
+.tile.photos .v{color:#4a4a4a}
+.photos-note{margin:14px 0 0;padding:10px 14px;border-left:4px dotted #6b6b6b;background:#f3f4f6;border-radius:6px}
 .floor-note{margin:14px 0 0;padding:10px 14px;border-left:4px solid var(--floor);background:#fff4ee;border-radius:6px}
 .note{color:var(--muted);font-size:13px}
 .charts{display:flex;flex-direction:column;align-items:flex-start;gap:16px}
@@ -656,6 +803,7 @@ figcaption{color:var(--muted);font-size:13px;margin-top:6px}
 img{max-width:100%;height:auto;display:block}
 .card{background:var(--card);border:1px solid var(--line);border-radius:14px;padding:18px 20px;margin:0 0 18px}
 .card.best{border:2px solid var(--bestline)}
+.card.baseline{border:2px dashed #c3c8cf;background:#fafafa}
 .card header{margin-bottom:12px}
 .card .rank{color:var(--muted);font-weight:600;margin-right:6px}
 .card-body{display:grid;grid-template-columns:minmax(0,530px) minmax(0,1fr);gap:22px;align-items:start}
@@ -683,6 +831,7 @@ def _img(images: dict, name: str, alt: str) -> str:
 
 def _html_table(views: list[RunView]) -> str:
     columns, rows = ranking(views)
+    best = best_run(views)
     head = "".join(f'<th class="num">{_e(h)}</th>' if numeric else f"<th>{_e(h)}</th>" for _, h, numeric in columns)
     body = []
     for view, row in zip(views, rows):
@@ -691,42 +840,49 @@ def _html_table(views: list[RunView]) -> str:
             text = "-" if cell is None else _e(cell)
             if key == "run":
                 text = f'<a href="#{_e(view.anchor)}">{text}</a>'
-                if view.rank == 1 and view.swd is not None:
+                if view is best:
                     text += '<span class="badge">best</span>'
+                elif view.baseline:
+                    text += '<span class="tag baseline">baseline</span>'
             cells.append(f'<td class="num">{text}</td>' if numeric else f"<td>{text}</td>")
-        best = ' class="best"' if view.rank == 1 and view.swd is not None else ""
-        body.append(f"<tr{best}>{''.join(cells)}</tr>")
+        style = ' class="best"' if view is best else ' class="baseline"' if view.baseline else ""
+        body.append(f"<tr{style}>{''.join(cells)}</tr>")
     return (f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _tiles(views: list[RunView], found: dict[float, list[str]]) -> str:
     tiles = []
-    scored = [v for v in views if v.swd is not None]
-    if scored and views[0].swd is not None:
-        tiles.append(("best run", views[0].label, ""))
-        tiles.append(("its SWD", _fmt(views[0].swd), ""))
+    best = best_run(views)
+    if best is not None:
+        tiles.append(("best run", best.label, ""))
+        tiles.append(("its SWD", _fmt(best.swd), ""))
+    photos = baselines(views)
+    if photos:  # several data sources: their photos side by side, as the floors are
+        tiles.append(("untouched photos", " / ".join(_fmt(v.swd) for v in photos), " photos"))
     if len(found) == 1:
         tiles.append(("real-vs-real floor", _fmt(next(iter(found))), " floor"))
     elif found:
         tiles.append(("floors", " / ".join(_fmt(f) for f in sorted(found)), " floor"))
-    tiles.append(("runs", f"{len(views)}" + (f" ({sum(v.where == 'kaggle' for v in views)} on Kaggle)"
-                                              if any(v.where == "kaggle" for v in views) else ""), ""))
+    runs = [v for v in views if not v.baseline]
+    tiles.append(("runs", f"{len(runs)}" + (f" ({sum(v.where == 'kaggle' for v in runs)} on Kaggle)"
+                                             if any(v.where == "kaggle" for v in runs) else ""), ""))
     return '<div class="tiles">' + "".join(
         f'<div class="tile{cls}"><div class="k">{_e(k)}</div><div class="v" title="{_e(v)}">{_e(v)}</div></div>'
         for k, v, cls in tiles) + "</div>"
 
 
-def _html_card(view: RunView, images: dict) -> str:
-    best = view.rank == 1 and view.swd is not None
+def _html_card(view: RunView, images: dict, best_view: RunView | None) -> str:
+    best = view is best_view
     title = (f'<span class="rank">#{view.rank}</span>{_e(view.name)}'
              + ('<span class="tag">kaggle</span>' if view.where == "kaggle" else "")
+             + ('<span class="tag baseline">baseline</span>' if view.baseline else "")
              + ('<span class="badge">best</span>' if best else ""))
 
     def picture(role: str) -> str:
         if role in view.files:
-            return f"<figure>{_img(images, view.files[role], CAPTIONS[role])}<figcaption>{_e(CAPTIONS[role])}" \
-                   "</figcaption></figure>"
+            text = caption(view, role)
+            return f"<figure>{_img(images, view.files[role], text)}<figcaption>{_e(text)}</figcaption></figure>"
         if role in view.missing:
             return f'<div class="missing">{_e(view.missing[role])}</div>'
         return ""
@@ -734,7 +890,8 @@ def _html_card(view: RunView, images: dict) -> str:
     facts = "".join(
         f"<dt>{_e(label)}</dt><dd>" + (f'<a href="{_e(link)}">{_e(text)}</a>' if link else _e(text)) + "</dd>"
         for label, text, link in card_facts(view))
-    return (f'<section class="card{" best" if best else ""}" id="{_e(view.anchor)}">'
+    style = " best" if best else " baseline" if view.baseline else ""
+    return (f'<section class="card{style}" id="{_e(view.anchor)}">'
             f'<header><h3>{title}</h3><div class="note">{_e(card_subtitle(view))}</div></header>'
             f'<div class="card-body"><div>{picture("samples")}</div>'
             f'<div class="stack"><dl>{facts}</dl>{picture("losses")}{picture("nearest")}</div></div></section>')
@@ -752,23 +909,24 @@ def render_html(views: list[RunView], found: dict[float, list[str]], images: dic
     if not views:
         parts.append("<p>No trained runs yet.</p>")
     else:
+        photos = baseline_sentences(views)
         parts += [_tiles(views, found), '<section id="ranking"><h2>Ranking</h2>', _html_table(views),
+                  *(['<div class="photos-note">' + "".join(f"<p>{_e(s)}</p>" for s in photos) + "</div>"]
+                    if photos else []),
                   '<div class="floor-note">' + "".join(f"<p>{_e(s)}</p>" for s in floor_sentences(found)) + "</div>",
-                  '<p class="note">Lower is better for every number: SWD (×10³, sliced Wasserstein distance on '
-                  "Laplacian-pyramid patches), FID, KID and MiFID (Kaggle's metric) against the Monet paintings; "
-                  "copies are generated images that are near-copies of a painting.</p></section>",
+                  f'<p class="note">{_e(NUMBERS_NOTE + translation_note(views))}</p></section>',
                   '<section id="charts"><h2>Training and final scores</h2><div class="charts">']
         if "chart-eval-vs-step.png" in images:
             parts.append(f"<figure>{_img(images, 'chart-eval-vs-step.png', 'SWD vs training step')}"
-                         f"<figcaption>{_e(EVAL_CAPTION)}</figcaption></figure>")
+                         f"<figcaption>{_e(eval_caption(views))}</figcaption></figure>")
         else:
             parts.append('<div class="missing">No run evaluated its generator during training.</div>')
         if "chart-final-swd.png" in images:
             parts.append(f"<figure>{_img(images, 'chart-final-swd.png', 'final SWD per run')}"
-                         "<figcaption>Final SWD of each scored run; the dashed line is the real-vs-real floor."
-                         "</figcaption></figure>")
+                         f"<figcaption>{_e(final_swd_caption(views))}</figcaption></figure>")
+        best = best_run(views)
         parts += ["</div></section>", '<section id="runs"><h2>Runs</h2>',
-                  *(_html_card(view, images) for view in views), "</section>"]
+                  *(_html_card(view, images, best) for view in views), "</section>"]
     parts.append("<footer>Written by painter's leaderboard report.</footer></main></body></html>\n")
     return "\n".join(parts)
 

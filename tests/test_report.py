@@ -1,4 +1,5 @@
-"""The leaderboard report (pipeline.report) on a workdir of real files: three runs, one from Kaggle."""
+"""The leaderboard report (pipeline.report) on a workdir of real files: three runs, one from Kaggle; and on
+one with a translation run, a noise run and the untouched photos scored as the baseline to beat."""
 
 import base64
 import html
@@ -82,11 +83,14 @@ def write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
-def local_run(root: Path, name: str, *, arch: str, resolution: int, steps: int, score: dict) -> Path:
+def local_run(root: Path, name: str, *, arch: str, resolution: int, steps: int, score: dict,
+              consumes: str | None = None) -> Path:
     run = root / "runs" / name
+    summary = {"arch": arch, "resolution": resolution, "steps": steps, "seconds": steps * 0.9, "device": "cpu"}
+    if consumes is not None:  # what train's summary says since translation architectures
+        summary["consumes"] = consumes
     write_json(run / "train" / "_stamp.json", {
-        "fingerprint": "x", "created": "2024-05-0%dT10:00:00+00:00" % (1 + len(name) % 3),
-        "summary": {"arch": arch, "resolution": resolution, "steps": steps, "seconds": steps * 0.9, "device": "cpu"}})
+        "fingerprint": "x", "created": "2024-05-0%dT10:00:00+00:00" % (1 + len(name) % 3), "summary": summary})
     write_json(run / "score" / "_stamp.json", {"fingerprint": "y", "summary": {}})
     write_json(run / "score" / "score.json", score)
     return run
@@ -346,3 +350,179 @@ def test_empty_workdir(tmp_path):
     assert "No trained runs yet" in paths["markdown"].read_text()
     page = parse_html(paths["html"].read_text())
     assert page.problems == [] and page.stack == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The untouched photos as the baseline to beat, beside a translation run and a noise run
+
+PHOTOS = "data-1a2b3c4d-photos"
+
+
+def baseline_folder(root: Path, name: str, swd: float) -> Path:
+    """What score.photos_baseline leaves in <workdir>/baselines/<name>/."""
+    folder = root / "baselines" / name
+    write_json(folder / "_stamp.json", {"fingerprint": "z", "created": "2024-05-06T09:00:00+00:00",
+                                        "summary": {"swd": swd}})
+    write_json(folder / "score.json", {**score_json(swd), "run": "untouched photos", "n_generated": 7038})
+    grid_png(folder / "samples.png", cell=32, seed=7)
+    plot_png(folder / "nearest.png", (310, 600))  # no copies: not shown
+    return folder
+
+
+def make_photos_workdir(root: Path, photos_swd: float = 30.0) -> Workdir:
+    """The photos (SWD 30) rank above both runs: a translation run (40, eval rows, best.json) and a noise
+    run (55, losses.png); both were scored beside the photos."""
+    beside = {"photos_baseline": {"name": PHOTOS, "swd": photos_swd}}
+    cyclegan = local_run(root, "cyclegan-photos", arch="cyclegan", consumes="photos", resolution=256, steps=300,
+                         score={**score_json(40.0), **beside})
+    grid_png(cyclegan / "train" / "samples.png", cell=32, seed=5)  # photo, painting, photo, ... along each row
+    metrics_csv(cyclegan / "train" / "metrics.csv", 300, {"swd": [70.0, 50.0, 42.0]})
+    write_json(cyclegan / "train" / "best.json", {"step": 300, "metric": "swd", "value": 42.0})
+    dcgan = local_run(root, "dcgan-noise", arch="dcgan", consumes="noise", resolution=64, steps=200,
+                      score={**score_json(55.0), **beside})
+    grid_png(dcgan / "train" / "samples.png", cell=32, seed=6)
+    plot_png(dcgan / "train" / "losses.png", (700, 350))
+    baseline_folder(root, PHOTOS, photos_swd)
+    return Workdir(root)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos") / "work"
+    wd = make_photos_workdir(root)
+    table = leaderboard.collect(wd)
+    out = root.parent / "results"
+    paths = report.write_report(wd, table, out, log=lambda *_: None)
+    return {"wd": wd, "table": table, "out": out, "paths": paths,
+            "md": (out / "leaderboard.md").read_text(), "html": (out / "leaderboard.html").read_text()}
+
+
+def md_section(md: str, title: str) -> str:
+    """The card of `title` (### N. title) up to the next card."""
+    return re.split(r"^### \d+\. " + re.escape(title) + r"$", md, flags=re.M)[1].split("\n### ")[0]
+
+
+def html_card(text: str, name: str) -> str:
+    start = text.rindex("<section", 0, text.index(f'id="run-{re.sub(r"[^A-Za-z0-9_.-]+", "-", name)}-'))
+    return text[start:text.index("</section>", start)]
+
+
+def test_baseline_ranks_first_but_is_marked_and_never_best(photos):
+    table = photos["table"]
+    assert table["run"].tolist() == [PHOTOS, "cyclegan-photos", "dcgan-noise"]
+    assert table["where"].tolist() == ["baseline", "local", "local"]
+    md_rows = [{k: v.strip("*") for k, v in row.items()} for row in md_table(photos["md"])]
+    page = parse_html(photos["html"])
+    for rows in (md_rows, html_table(page)):
+        assert [row["rank"] for row in rows] == ["1", "2", "3"]
+        assert rows[0]["where"] == "baseline" and rows[0]["arch"] == "untouched photos"
+        assert number(rows[0]["SWD"]) == 30.0 and rows[0]["steps"] == "-" and rows[0]["train time"] == "-"
+        assert rows[1]["arch"] == "cyclegan (photos)" and rows[2]["arch"] == "dcgan"  # consumes, no column
+        assert "consumes" not in rows[0]
+    md_lines = [line for line in photos["md"].splitlines() if line.startswith("| ")]
+    assert md_lines[1].startswith("| *1* | *data-1a2b3c4d-photos* | *baseline* |")  # the row in italics
+    assert "**cyclegan-photos**" in md_lines[2] and "**" not in md_lines[1] + md_lines[3]
+    rows = {attrs.get("class") for tag, attrs in page.tags if tag == "tr"}
+    assert rows == {None, "best", "baseline"}
+    body = photos["html"].split("<tbody>")[1].split("</tbody>")[0].split("<tr")[1:]
+    assert 'class="baseline"' in body[0] and '<span class="tag baseline">baseline</span>' in body[0]
+    assert 'class="best"' in body[1] and '<span class="badge">best</span>' in body[1]
+    assert photos["html"].count('<span class="badge">best</span>') == 2  # the table and cyclegan's card
+    assert 'class="card baseline"' in html_card(photos["html"], PHOTOS)
+    assert 'class="card best"' in html_card(photos["html"], "cyclegan-photos")
+    assert "### 1. data-1a2b3c4d-photos (baseline)" in photos["md"]
+    tiles = " ".join(" ".join(page.text).split())
+    assert "best run cyclegan-photos its SWD 40 untouched photos 30 real-vs-real floor 24.21 runs 2" in tiles
+    assert "Runs from cpu (2 runs," in photos["md"]  # the photos are not a run
+
+
+def test_sentence_counts_the_runs_that_beat_the_photos(photos, tmp_path):
+    sentence = ("0 of 2 runs score below the untouched photos (SWD 30): submitting the photos themselves would "
+                "be closer to Monet.")
+    assert sentence in photos["md"]
+    assert sentence in " ".join("".join(parse_html(photos["html"]).text).split())
+    wd = make_photos_workdir(tmp_path / "work", photos_swd=47.5)  # between the runs: one beats it
+    views = report.collect_runs(wd, leaderboard.collect(wd))
+    assert report.baseline_sentences(views) == [
+        "1 of 2 runs scores below the untouched photos (SWD 47.5): closer to Monet than the photos themselves."]
+    baseline_folder(wd.root, "data-99999999-photos", 60.0)  # another data source: the runs were not scored beside it
+    views = report.collect_runs(wd, leaderboard.collect(wd))
+    assert report.baseline_sentences(views) == [
+        "1 of 2 runs scores below the untouched photos of data-1a2b3c4d-photos (SWD 47.5): closer to Monet than the "
+        "photos themselves.", "No scored run to compare with the untouched photos of data-99999999-photos (SWD 60), "
+        "the baseline to beat."]
+    assert report.best_run(views).name == "cyclegan-photos"
+    tiles = parse_html(report._tiles(views, report.floors(views)))
+    assert "untouched photos 47.5 / 60 " in " ".join(tiles.text)
+    assert report.baseline_sentences([v for v in views if not v.baseline]) == []
+
+
+def test_pair_caption_for_the_translation_run_only(photos):
+    md, text = photos["md"], photos["html"]
+    pairs = "photo → painting pairs (EMA generator; the grid's top half)"
+    assert md.count(pairs) == 1 and text.count(f"<figcaption>{html.escape(pairs)}</figcaption>") == 1
+    assert f"![{pairs}](leaderboard_files/run-cyclegan-photos-" in md_section(md, "cyclegan-photos")
+    assert pairs not in md_section(md, "dcgan-noise")
+    assert "final samples (EMA generator; the grid's top half)" in md_section(md, "dcgan-noise")
+    assert "photo → painting translation" in md_section(md, "cyclegan-photos")
+    pairs = html.escape(pairs)
+    assert pairs in html_card(text, "cyclegan-photos") and pairs not in html_card(text, "dcgan-noise")
+
+
+def test_baseline_card_shows_the_photos_and_no_training(photos):
+    for card in (md_section(photos["md"], "data-1a2b3c4d-photos (baseline)"), html_card(photos["html"], PHOTOS)):
+        assert "untouched photos (the baseline)" in card
+        assert "1.24× the floor of 24.21" in card  # SWD against the floor
+        assert "not computed: no Inception weights (offline)" in card and "copies" in card
+        assert "of 7,038 photos against 300 paintings" in card
+        assert "scored 2024-05-06" in card
+        for absent in ("loss", "metrics.csv", "evaluation", "best checkpoint", "generated/painting", "trained"):
+            assert absent not in card
+    assert "leaderboard_files/run-data-1a2b3c4d-photos-" in photos["md"]
+    assert "-baseline-samples.png" in photos["md"]
+    with Image.open(next((photos["out"] / "leaderboard_files").glob("*-baseline-samples.png"))) as image:
+        assert image.width <= report.GRID_MAX_WIDTH and image.height < image.width  # the grid's top half
+
+
+def test_photos_report_is_self_contained_with_both_charts(photos):
+    text = photos["html"]
+    page = parse_html(text)
+    assert page.problems == [] and page.stack == [] and len(page.tables) == 1
+    assert "<script" not in text.lower() and "<link" not in text.lower() and "url(" not in text
+    assert len(page.imgs) == 2 + 3 + 2  # two charts, three grids, two runs' losses (cyclegan's from metrics.csv)
+    for img in page.imgs:
+        assert img["src"].startswith("data:image/png;base64,")
+    out = photos["out"] / "leaderboard_files"
+    for chart in ("chart-eval-vs-step.png", "chart-final-swd.png"):
+        assert f"leaderboard_files/{chart}" in photos["md"]
+        with Image.open(out / chart) as image:
+            assert image.format == "PNG"
+    refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", photos["md"])
+    assert sorted(photos["out"] / ref for ref in refs) == sorted(out.iterdir())
+    assert "The hatched bar and the dotted line are the untouched photos" in photos["md"]
+    assert report.EVAL_PHOTOS in photos["md"] and report.EVAL_CAPTION in photos["md"]
+
+
+def test_charts_draw_the_photos_as_a_hatched_bar_and_a_dotted_line(photos, monkeypatch):
+    figures = []
+    monkeypatch.setattr(report, "_figure_png", lambda fig: figures.append(fig) or b"png")
+    views = report.collect_runs(photos["wd"], photos["table"])
+    found = report.floors(views)
+    assert report.chart_final_swd(views, found) == b"png" and report.chart_eval_curves(views, found) == b"png"
+    bars_ax, swd_ax = figures[0].axes[0], figures[1].axes[0]
+    bars = [patch for patch in bars_ax.patches if patch.get_height() > 0]
+    assert [b.get_height() for b in bars] == [30.0, 40.0, 55.0]
+    assert bars[0].get_hatch() == "///" and not bars[1].get_hatch() and not bars[2].get_hatch()
+    colours = [matplotlib_hex(b.get_facecolor()) for b in bars]
+    assert colours == [report.PHOTOS_FILL, report.BEST_COLOUR, report.OTHER_COLOUR]
+    for ax in (bars_ax, swd_ax):
+        dotted = {line.get_label(): line for line in ax.get_lines() if line.get_linestyle() == ":"}
+        assert list(dotted) == ["untouched photos 30"] and dotted["untouched photos 30"].get_ydata()[0] == 30.0
+        assert any(line.get_linestyle() == "--" for line in ax.get_lines())  # the floor, still there
+    assert [t.get_text() for t in bars_ax.get_xticklabels()][0] == "1. untouched photos"
+
+
+def matplotlib_hex(rgba) -> str:
+    import matplotlib.colors
+
+    return matplotlib.colors.to_hex(rgba)
