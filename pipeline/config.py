@@ -71,15 +71,15 @@ class TrainConfig:
     beta2: float = option(0.999, min=0.0, max=1.0, help="Adam's beta2")
     n_critic: int = option(1, min=1, max=100, help="discriminator steps per generator step")
     critic_warmup: bool = option(False, help="WGAN's schedule: 100 critic steps for the first 25 generator "
-                                               "steps and every 500th")
+                                                "steps and every 500th")
     clip: float = option(0.0, min=0.0, help="clip critic weights to [-clip, clip] (WGAN: 0.01); 0 = off")
     gp_weight: float = option(0.0, min=0.0, help="gradient penalty weight lambda (WGAN-GP: 10); 0 = off")
     diffaugment: str = option("", help='DiffAugment policy for real and fake images, e.g. "color,translation,cutout"; "" = off')
     hflip: bool = option(True, help="randomly mirror real images left-right")
     ema_decay: float = option(0.999, min=0.0, max=0.99999, help="EMA of generator weights for samples and "
-                                                                    "generation; 0 = off")
+                                                                     "generation; 0 = off")
     amp: bool = option(True, help="mixed precision: bf16 on GPUs and CPUs that support it natively, "
-                                 "fp16 with loss scaling on older GPUs; losses and penalty stay fp32")
+                                  "fp16 with loss scaling on older GPUs; losses and penalty stay fp32")
     channels_last: bool = option(True, help="channels-last memory layout on CUDA")
     compile: bool = option(False, help="torch.compile the networks (slow start, faster steps on GPU)")
     seed: int = option(0, min=0)
@@ -87,10 +87,10 @@ class TrainConfig:
     sample_every: int = option(500, min=1, help="steps between sample grids")
     checkpoint_every: int = option(500, min=1, help="steps between resumable checkpoints")
     eval_every: int = option(500, min=0, help="steps between evaluations of the EMA generator (SWD; FID/KID too "
-                                             "with local Inception weights); the best is kept as best.pt; 0 = off")
+                                              "with local Inception weights); the best is kept as best.pt; 0 = off")
     eval_images: int = option(256, min=16, max=10_000, help="generated images (and paintings) per evaluation")
     max_minutes: float = option(0.0, min=0.0, help="stop training after this many minutes of training steps "
-                                                  "(an equal wall-clock budget); 0 = only train.steps")
+                                                   "(an equal wall-clock budget); 0 = only train.steps")
 
 
 @dataclass
@@ -102,7 +102,7 @@ class GenerateConfig:
     jpeg_quality: int = option(95, min=1, max=100)
     amp: bool = option(True, help="mixed precision as in training (bf16/fp16 on GPUs, bf16 on CPUs that have it)")
     checkpoint: str = option("best", choices=("best", "final"),
-                            help="generator to use: the best evaluated one (when training evaluated), or the final")
+                             help="generator to use: the best evaluated one (when training evaluated), or the final")
 
 
 @dataclass
