@@ -34,7 +34,7 @@ sweep: $(INSTALLED)
 	$(PAINTER) sweep $(SOURCE_SET) $(ARGS)
 
 test: $(INSTALLED)
-	$(VENV)/bin/python -m pytest -q $(ARGS)
+	$(VENV)/bin/python -m pytest -q --durations=15 $(ARGS)
 
 # One target per stage; each runs the stages before it first (those are skipped when up to date).
 download: $(INSTALLED)

@@ -157,6 +157,6 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
                                gc.amp, log, inputs=sources)
         (out / PROGRESS_NAME).unlink()
         return {"count": count, "size": COMPETITION_SIZE, "generator": source.name, "written_this_run": written,
-                "device": str(device), "inputs": sources.notes() or ["noise"]}
+                "device": str(device), "made_from": sources.notes() or ["noise"]}
 
     return run_stage("generate", images_dir(cfg, wd), inputs, build, force=force, in_place=True, log=log)

@@ -14,13 +14,16 @@ def report(tmp_path, run):
     return json.loads((tmp_path / "work" / "runs" / run / "score" / "score.json").read_text())
 
 
-def test_a_second_run_reuses_the_cached_reference_features(painter, tmp_path, monkeypatch):
+def test_the_reference_features_are_extracted_once_and_reused(painter, tmp_path, monkeypatch):
     # The real Inception weights cannot be had here: the same code path runs a small stand-in network.
     monkeypatch.setattr(inception, "EXTRACTOR", STAND_IN)
     painter("run", *TINY, "--set", "run.name=first")
+    # The untouched photos are scored first (the baseline), so they extract the paintings' features.
+    photos = json.loads((tmp_path / "work" / "baselines" / "demo-photos" / "score.json").read_text())["inception"]
+    assert photos["features"] == {"reference": "extracted", "generated": "extracted"}
     first = report(tmp_path, "first")["inception"]
     assert first["computed"] and first["extractor"] == STAND_IN
-    assert first["features"] == {"reference": "extracted", "generated": "extracted"}
+    assert first["features"] == {"reference": "cached", "generated": "extracted"}
     assert first["n_fake"] == 64 and first["kid_subset_size"] == min(first["n_real"], 64, 1000)
     assert len(list((tmp_path / "work" / "features").glob("features-*.pt"))) == 1
 

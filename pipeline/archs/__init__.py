@@ -15,8 +15,8 @@ Adding an architecture
    existing module: `dcgan.py`/`wgan.py` for a noise GAN, `cut.py` for a translation one.
 2. **Its preset**, `configs/<name>.toml`, with the paper's settings.
 3. **Its tests**, `tests/test_arch_<name>.py`: losses on known values, a few training steps with
-   finite losses, exact resume; `tests/test_archs.py` already runs every registered architecture
-   through the chain.
+   finite losses, exact resume. `tests/test_train.py` (noise) and `tests/test_translation.py`
+   (photos) already run every registered architecture of their family through training and the chain.
 
 Nothing else: the module registers itself when the package is imported.
 """

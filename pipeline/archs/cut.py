@@ -43,6 +43,9 @@ class CUTOptions(TranslationOptions):
 
 @dataclass
 class FastCUTOptions(CUTOptions):
+    decay_from: float = option(0.75, min=0.0, max=1.0, help="learning rates stay constant, then decay linearly to "
+                                                            "zero from this fraction of train.steps (the reference's "
+                                                            "150 + 50 epochs)")
     lambda_nce: float = option(10.0, min=0.0, help="weight of the PatchNCE loss")
     nce_idt: bool = option(False, help="also PatchNCE between a painting and its translation")
     flip_equivariance: bool = option(True, help="translate a mirrored batch half the time and compare features "

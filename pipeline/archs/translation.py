@@ -25,9 +25,9 @@ SAMPLE_PAIRS = 16  # photo -> painting pairs in a sample grid (8 tiles a row: 4 
 @dataclass
 class TranslationOptions:
     """Keys every translation architecture has; each architecture's Options adds its own."""
-    crop: int = option(256, min=0, max=256, help="train on random crops of this many pixels, a multiple of 4 of at "
-                                                 "least 32 (128 on a CPU); the generator then translates whole "
-                                                 "images; 0 = whole images at data.resolution")
+    crop: int = option(0, min=0, max=256, help="train on random crops of this many pixels, a multiple of 4 from 32 "
+                                               "to data.resolution (the presets: 256; 128 on a CPU); the generator "
+                                               "still translates whole photos; 0 = whole images at data.resolution")
     blocks: int = option(9, min=0, max=32, help="residual blocks of the ResNet generator (9 at 256 px)")
     d_layers: int = option(3, min=1, max=6, help="strided layers of the PatchGAN discriminator (3: 70x70 patches)")
     decay_from: float = option(0.5, min=0.0, max=1.0, help="learning rates stay constant, then decay linearly to "
