@@ -107,7 +107,11 @@ def recalibrate_batchnorm(generator: nn.Module, latent_dim: int, batches: int = 
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
-    generator.train()
+    # Only the norms in training mode: every other layer (noise injection, spectral norm's power
+    # iteration) behaves as at generation and draws nothing from torch's generators.
+    generator.eval()
+    for m in norms:
+        m.train()
     for _ in range(batches):
         generator(torch.randn(batch_size, latent_dim, generator=rng).to(device))
     for m, momentum in zip(norms, saved):
