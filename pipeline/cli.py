@@ -308,24 +308,31 @@ def kernel():
 @click.option("--gpu", type=click.Choice(["t4", "t4x2", "p100"]), default="t4", show_default=True,
               help="Kaggle's T4 machine (it has two T4s) trained in one process (t4) or two under torchrun "
                    "(t4x2); p100: Kaggle's current PyTorch no longer runs on it.")
+@click.option("--hours", type=float, default=None, metavar="H",
+              help="The kernel session's time limit: training stops early enough for generate, score and the "
+                   "zip to finish inside it, judged from the run's own speed. Default: 5, this competition's "
+                   "limit as painter knows it (Kaggle ends any GPU session at 12).")
 @click.option("--inception-weights", type=click.Path(dir_okay=False), envvar="PAINTER_INCEPTION_WEIGHTS",
               help="Local Inception weights to upload with the wheels, for FID/KID/MiFID on Kaggle (which runs "
                    "offline); default: the torch hub cache when it has them (env PAINTER_INCEPTION_WEIGHTS).")
 @click.option("--wheels", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Upload the wheels in DIR (painter's and torch-fidelity's) instead of building them.")
-def kernel_push(cfg: Config, wd: Workdir, force: bool, gpu: str, inception_weights: str | None,
+def kernel_push(cfg: Config, wd: Workdir, force: bool, gpu: str, hours: float | None, inception_weights: str | None,
                 wheels: Path | None):
     """Upload the wheels (private dataset <you>/painter-wheels) and push the run as a Kaggle kernel.
 
     The kernel runs prepare -> submit on the competition's data and leaves images.zip, score.json
-    and the plots as its output. --force uploads the wheels even when they did not change.
+    and the plots as its output; training that would not leave time for the rest inside --hours
+    stops early and generates from its best checkpoint. --force uploads the wheels even when they
+    did not change.
 
     \b
     Example:
       painter kernel push --config configs/wgan-gp.toml --set train.steps=20000 --gpu t4x2
     """
     from . import kernel as stage
-    stage.push(cfg, wd, gpu=gpu, inception_weights=inception_weights, wheels=wheels, force=force, log=click.echo)
+    stage.push(cfg, wd, gpu=gpu, hours=stage.SESSION_HOURS if hours is None else hours,
+               inception_weights=inception_weights, wheels=wheels, force=force, log=click.echo)
 
 
 @kernel.command("status")

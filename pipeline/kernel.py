@@ -41,6 +41,10 @@ DATASET_TITLE = "painter wheels"
 # t4 and t4x2 ask for the same machine: t4 trains in one process, t4x2 in two under torchrun.
 MACHINE_SHAPES = {"t4": "NvidiaTeslaT4", "t4x2": "NvidiaTeslaT4", "p100": "NvidiaTeslaP100"}
 GPU_CHOICES = tuple(MACHINE_SHAPES)
+# A kernel session's limit for this competition as painter knows it (reported as 5 hours; Kaggle's
+# GPU sessions end at 12 hours in any case): the kernel keeps training short enough to finish in it.
+SESSION_HOURS = 5.0
+MAX_SESSION_HOURS = 12.0
 WAIT_INTERVAL = 30.0
 DONE, FAILED = {"complete"}, {"error", "cancel_requested", "cancel_acknowledged"}
 READY_TIMEOUT = 600.0   # seconds to wait for Kaggle to process a new dataset version
@@ -242,14 +246,15 @@ def _python_string(text: str) -> str:
     return repr(text)
 
 
-def render_script(template: str, values: dict[str, str]) -> str:
+def render_script(template: str, values: dict[str, str | float]) -> str:
     """Replace the template's `NAME = ...` line of each value with the value as a Python literal."""
     for name, value in values.items():
         pattern = re.compile(rf"^{name} = .*$", re.MULTILINE)
         if len(pattern.findall(template)) != 1:
             raise PainterError(f"the kernel template {TEMPLATE_DIR / SCRIPT_NAME} must hold exactly one "
                                f"line `{name} = ...`")
-        template = pattern.sub(lambda _: f"{name} = {_python_string(value)}", template)
+        literal = _python_string(value) if isinstance(value, str) else repr(value)
+        template = pattern.sub(lambda _: f"{name} = {literal}", template)
     return template
 
 
@@ -267,7 +272,8 @@ def _fill(value, fields: dict[str, str]):
     return value
 
 
-def render_kernel(folder: Path, *, user: str, run: str, gpu: str, config_toml: str, dataset: str) -> dict:
+def render_kernel(folder: Path, *, user: str, run: str, gpu: str, config_toml: str, dataset: str,
+                  hours: float = SESSION_HOURS) -> dict:
     """Write kernel-metadata.json and the script into `folder` from kernels/train/; returns the metadata."""
     if not (TEMPLATE_DIR / METADATA_NAME).is_file() or not (TEMPLATE_DIR / SCRIPT_NAME).is_file():
         raise PainterError(f"the kernel template is missing: expected {METADATA_NAME} and {SCRIPT_NAME} "
@@ -277,7 +283,7 @@ def render_kernel(folder: Path, *, user: str, run: str, gpu: str, config_toml: s
     metadata = _fill(json.loads((TEMPLATE_DIR / METADATA_NAME).read_text()), fields)
     script = render_script((TEMPLATE_DIR / SCRIPT_NAME).read_text(),
                            {"RUN_NAME": run, "GPU": gpu, "DATASET": dataset.split("/")[-1],
-                            "CONFIG_TOML": config_toml})
+                            "CONFIG_TOML": config_toml, "HOURS": float(hours)})
     folder.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(folder / metadata["code_file"], script.encode())
     kaggle_api.write_metadata(folder / METADATA_NAME, metadata)
@@ -286,13 +292,16 @@ def render_kernel(folder: Path, *, user: str, run: str, gpu: str, config_toml: s
 
 # ------------------------------------------------------------------ push / status / pull
 
-def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", inception_weights: str | None = None,
-         wheels: Path | None = None, force: bool = False, log: Callable[[str], None] = print,
-         sleep: Callable[[float], None] = time.sleep) -> dict:
+def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", hours: float = SESSION_HOURS,
+         inception_weights: str | None = None, wheels: Path | None = None, force: bool = False,
+         log: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep) -> dict:
     from .metrics.inception import find_weights
 
     if gpu not in MACHINE_SHAPES:
         raise PainterError(f"--gpu {gpu!r}: choose one of {', '.join(GPU_CHOICES)}")
+    if not 0 < hours <= MAX_SESSION_HOURS:
+        raise PainterError(f"--hours {hours:g}: a Kaggle GPU session lasts at most {MAX_SESSION_HOURS:g} hours; "
+                           f"give a number above 0 and up to {MAX_SESSION_HOURS:g}")
     run = cfg.run.name
     api = kaggle_api.client(log)  # first: no credentials stops before minutes of building and uploading
     user = kaggle_api.username(api)
@@ -311,14 +320,15 @@ def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", inception_weights: str | 
     dataset = upload_dataset(api, user, files, wd, force=force, log=log, sleep=sleep)["dataset"]
 
     folder = kernel_dir(wd, run)
-    metadata = render_kernel(folder, user=user, run=run, gpu=gpu, config_toml=cfg.to_toml(), dataset=dataset)
+    metadata = render_kernel(folder, user=user, run=run, gpu=gpu, config_toml=cfg.to_toml(), dataset=dataset,
+                             hours=hours)
     log(f"kernel: pushing {metadata['id']} ({gpu}, machine {metadata['machine_shape']})")
     reply = kaggle_api.call(f"pushing the kernel {metadata['id']}", api.kernels_push, str(folder), log=log)
     if getattr(reply, "error", None):
         raise PainterError(f"Kaggle refused the kernel {metadata['id']}: {reply.error}")
     url = reply.url or f"https://www.kaggle.com/code/{metadata['id']}"
     record = {"kernel": metadata["id"], "version": reply.version_number, "url": url, "gpu": gpu,
-              "machine_shape": metadata["machine_shape"], "dataset": dataset, "pushed": _now(),
+              "machine_shape": metadata["machine_shape"], "hours": hours, "dataset": dataset, "pushed": _now(),
               "config": cfg.to_dict(), "run": run}
     write_json_atomic(folder / "push.json", record)  # the version exists and runs, whatever follows
     # Kaggle pushes the kernel even when it cannot attach an input; it would then stop at once.

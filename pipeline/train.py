@@ -11,6 +11,9 @@ loop around it, the same for every architecture:
   generator steps and on SIGTERM/SIGINT, and `painter train` with the same config resumes from it;
 - a NaN or inf loss stops the run before it can overwrite the last good checkpoint;
 - every `train.eval_every` steps the EMA generator is evaluated and the best kept as best.pt;
+- with $PAINTER_DEADLINE (seconds since the epoch, as `date +%s` prints; the Kaggle kernel sets it
+  from its session limit) training stops early enough for generate, score and submit to finish by
+  then, judged from this run's own speed (see `Deadline`);
 - under `torchrun --nproc_per_node=K` each process trains one replica with DistributedDataParallel
   (nccl on GPUs, gloo on CPUs) on its own batches; only rank 0 writes files.
 """
@@ -40,6 +43,7 @@ from .plots import plot_losses
 
 VERSION = 4
 EVAL_FIELDS = ["swd", "fid", "kid"]  # on evaluation steps only
+DEADLINE_ENV = "PAINTER_DEADLINE"
 
 
 class TrainingStopped(PainterError):
@@ -48,6 +52,49 @@ class TrainingStopped(PainterError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class Deadline:
+    """When training must stop so that everything after it still finishes by a wall-clock deadline.
+
+    What follows training (the last evaluation, generate, score, the zip) is estimated from this
+    run's own speed: seconds per image of its evaluations (making and scoring images, as generate and
+    score do), or before the first one, seconds per training image (a training step makes, judges
+    and back-propagates each image: an over-estimate). Generate, score and the copy check each pass
+    over every image, hence AFTER_PASSES, plus AFTER_FIXED for loading, saving and zipping."""
+
+    AFTER_PASSES = 3
+    AFTER_FIXED = 120.0
+
+    def __init__(self, at: float, images_after: int):
+        self.at, self.images_after = at, images_after
+        self.per_image: float | None = None  # measured by evaluations
+        self.per_training_image: float | None = None
+
+    @classmethod
+    def from_env(cls, images_after: int) -> "Deadline | None":
+        raw = os.environ.get(DEADLINE_ENV, "").strip()
+        if not raw:
+            return None
+        try:
+            return cls(float(raw), images_after)
+        except ValueError:
+            raise PainterError(f"{DEADLINE_ENV}={raw!r}: expected seconds since the epoch, as `date +%s` "
+                               "prints") from None
+
+    def reserve(self) -> float:
+        """Seconds to keep for everything after training."""
+        per_image = self.per_image if self.per_image is not None else self.per_training_image or 0.0
+        return self.AFTER_FIXED + self.AFTER_PASSES * per_image * self.images_after
+
+    def reached(self) -> bool:
+        return time.time() + self.reserve() >= self.at
+
+
+def images_after_training(cfg: Config, data: dict) -> int:
+    """How many images generate will make: generate.count, or one per photo when a translation
+    architecture's count is 0."""
+    return cfg.generate.count or len(data.get("photos", ()))
 
 
 def train_dir(cfg: Config, wd: Workdir) -> Path:
@@ -129,13 +176,20 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
                                                  "trainer": trainer.state_dict(), "best": best})
 
     evaluator = _evaluator(cfg, trainer, log) if tc.eval_every and process.main else None
+    deadline = Deadline.from_env(images_after_training(cfg, data))
+    if deadline is not None and process.main:
+        log(f"train: everything after training must end by {time.strftime('%H:%M:%S', time.localtime(deadline.at))} "
+            f"({DEADLINE_ENV}); training stops in time for it")
 
     def evaluate(step: int) -> dict:
         """Scores of the EMA generator now; the best one so far is saved as best.pt (main process)."""
         nonlocal best
         if evaluator is None:
             return {}
+        started = time.perf_counter()
         scores, model = evaluator.evaluate(trainer.sampling_generator)
+        if deadline is not None:
+            deadline.per_image = (time.perf_counter() - started) / evaluator.n
         value = scores[evaluator.metric]
         if best is None or value < best["value"]:
             best = {"step": step, "metric": evaluator.metric, "value": value}
@@ -153,13 +207,14 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
                                f"{trainer.divergence_hint}, then run again.")
 
     stats: dict = {}
+    resumed_seconds = seconds  # this session's speed only, for the deadline
     window_start, window_images = time.perf_counter(), 0
     bar = tqdm(range(start_step, tc.steps), initial=start_step, total=tc.steps, desc="train", unit="step",
                disable=not process.main)
     with _stop_on_signals() as caught, open(metrics_path, "a", newline="") if process.main else \
             open(os.devnull, "w") as metrics_file:
         writer = csv.DictWriter(metrics_file, fields)
-        done = start_step
+        done, stopped = start_step, None
         for step in bar:
             t0 = time.perf_counter()
             stats = trainer.train_step(step)
@@ -167,9 +222,18 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
             window_images += stats["images"] * process.world
             done = step + 1
             seconds += time.perf_counter() - t0
-            # An equal wall-clock budget: every rank stops at the same logged step.
-            out_of_time = bool(tc.max_minutes) and done % tc.log_every == 0 and \
-                any_rank(seconds >= tc.max_minutes * 60, process, device)
+            if deadline is not None:
+                deadline.per_training_image = (seconds - resumed_seconds) / ((done - start_step) * stats["images"])
+            # An equal wall-clock budget or a deadline: every rank stops at the same logged step, when
+            # rank 0 says so (only it measures evaluations).
+            stop_for = None  # (summary's "stopped", the log's reason)
+            checks_time = done % tc.log_every == 0 and (tc.max_minutes or deadline is not None)
+            if checks_time and tc.max_minutes and seconds >= tc.max_minutes * 60:
+                stop_for = ("max_minutes", f"{tc.max_minutes:g} min of training reached")
+            elif checks_time and deadline is not None and deadline.reached():
+                stop_for = ("deadline", f"stopping for the deadline ({deadline.reserve() / 60:.1f} min kept for "
+                                        f"generating and scoring {deadline.images_after} images)")
+            out_of_time = bool(checks_time) and any_rank(process.main and stop_for is not None, process, device)
             last = done == tc.steps or out_of_time
             evaluate_now = tc.eval_every and (done % tc.eval_every == 0 or last)
             if done % tc.log_every == 0 or last or evaluate_now:
@@ -186,7 +250,9 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
             if process.main and done % tc.sample_every == 0:
                 save_grid(trainer.samples(), out / "samples" / f"step_{done:06d}.png")
             if out_of_time:
-                log(f"train: {tc.max_minutes:g} min of training reached at step {done} of {tc.steps}")
+                if stop_for is not None:  # rank 0, which decided
+                    stopped = stop_for[0]
+                    log(f"train: {stop_for[1]} at step {done} of {tc.steps}")
                 break
             if done % tc.checkpoint_every == 0 and done < tc.steps:
                 check_finite(done)
@@ -208,7 +274,7 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
                "images": len(data["paintings"]), "world_size": process.world,
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                "precision": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "float32",
-               "seconds": round(seconds, 1),
+               "seconds": round(seconds, 1), "planned_steps": tc.steps, "stopped": stopped,
                "final_loss_d": round(stats["loss_d"].item(), 4) if stats else None,
                "final_loss_g": round(stats["loss_g"].item(), 4) if stats else None}
     if "photos" in data:

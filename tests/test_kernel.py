@@ -137,6 +137,7 @@ def test_push_uploads_wheels_and_pushes_the_rendered_kernel(painter, server, kag
     assert "steps = 7" in script
     assert (_embedded(script, "RUN_NAME"), _embedded(script, "GPU"), _embedded(script, "DATASET")) == (
         RUN, "t4", "painter-wheels")
+    assert _embedded(script, "HOURS") == kernel.SESSION_HOURS
 
     record = json.loads((folder / "push.json").read_text())
     assert {k: record[k] for k in ("kernel", "version", "gpu", "dataset", "run")} == {
@@ -150,6 +151,15 @@ def test_push_uploads_wheels_and_pushes_the_rendered_kernel(painter, server, kag
         assert _embedded(server.pushes[-1]["text"], "GPU") == gpu
         assert json.loads((folder / "push.json").read_text())["version"] == len(server.pushes)
     assert "no kernels for the P100" in again.output  # warned at push time too
+
+    _push(painter, wheels, "--hours", "2.5")
+    assert _embedded(server.pushes[-1]["text"], "HOURS") == 2.5
+    assert json.loads((folder / "push.json").read_text())["hours"] == 2.5
+    pushes = len(server.pushes)
+    for hours in ("0", "13"):
+        refused = _push(painter, wheels, "--hours", hours, ok=False)
+        assert "at most 12 hours" in refused.output and len(server.pushes) == pushes
+    assert f"Default: {kernel.SESSION_HOURS:g}," in " ".join(painter("kernel", "push", "--help").output.split())
 
 
 def test_upload_skipped_when_unchanged_new_version_when_changed(painter, server, kaggle, wheels):
@@ -381,15 +391,11 @@ def test_template_refuses_to_run_unrendered(tmp_path, monkeypatch):
     assert _script_module().main() == 1
 
 
-TINY_KERNEL = {"demo": ["model.g_channels=8", "model.d_channels=8", "model.latent_dim=16", "train.batch_size=4"],
-               "cyclegan": ["data.resolution=32", "model.g_channels=4", "model.d_channels=4", "cyclegan.blocks=1",
-                            "cyclegan.crop=32", "train.eval_every=0", "generate.count=7000"]}
-
-
-@pytest.mark.parametrize("preset", ["demo", "cyclegan"])
-def test_rendered_script_runs_end_to_end_on_a_fake_kaggle_tree(preset, tmp_path):
-    """The chain on a fake /kaggle (demo-sized, on the CPU, t4x2's torchrun path), painter already importable:
-    a from-noise GAN, and a translation one that needs the competition's photos too."""
+def test_rendered_script_runs_a_capped_session_on_a_fake_kaggle_tree(tmp_path):
+    """The chain on a fake /kaggle (demo-sized, on the CPU, t4x2's torchrun path), painter already importable,
+    in a session so short (72 s) that the run's 100,000 steps are cut at the first check: it still leaves a
+    valid images.zip. (Translation under torchrun: tests/test_translation.py; generating 7,000 translations
+    at 256 px would take minutes on a CPU even with the smallest generator.)"""
     root = tmp_path / "kaggle"
     rng = np.random.default_rng(0)
     for folder in ("monet_jpg", "photo_jpg"):
@@ -399,15 +405,17 @@ def test_rendered_script_runs_end_to_end_on_a_fake_kaggle_tree(preset, tmp_path)
                 root / "input" / COMPETITION / folder / f"{i}.jpg")
     (root / "input" / "painter-wheels").mkdir()
     (root / "input" / "painter-wheels" / "painter-0.1.0-py3-none-any.whl").write_bytes(b"unused here")
-    cfg = load_config(REPO / "configs" / f"{preset}.toml", [
-        "run.device=cpu", *TINY_KERNEL[preset], "train.steps=2", "train.sample_every=1", "train.checkpoint_every=1",
-        "train.log_every=1", "generate.batch_size=1000", "score.max_images=16", "score.inception=false"])
+    hours = 0.02
+    cfg = load_config(REPO / "configs" / "demo.toml", [
+        "run.device=cpu", "model.g_channels=8", "model.d_channels=8", "model.latent_dim=16", "train.batch_size=4",
+        "train.steps=100000", "train.sample_every=1", "train.checkpoint_every=1", "train.log_every=1",
+        "generate.batch_size=1000", "score.max_images=16", "score.inception=false"])
     kernel.render_kernel(tmp_path / "k", user="someone", run=cfg.run.name, gpu="t4x2", config_toml=cfg.to_toml(),
-                         dataset="someone/painter-wheels")
+                         dataset="someone/painter-wheels", hours=hours)
     env = dict(os.environ, PAINTER_KAGGLE_ROOT=str(root), PAINTER_KERNEL_SKIP_INSTALL="1",
                PAINTER_KERNEL_WORKDIR=str(tmp_path / "w"), PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, str(tmp_path / "k" / "painter_kernel.py")], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "torch.distributed.run" in done.stdout
 
@@ -419,3 +427,32 @@ def test_rendered_script_runs_end_to_end_on_a_fake_kaggle_tree(preset, tmp_path)
     assert json.loads((working / "score.json").read_text())["run"] == cfg.run.name
     trained = json.loads((working / "train-summary.json").read_text())
     assert trained["world_size"] == 2 and trained["ranks_in_sync"] and trained["arch"] == cfg.model.arch
+    run = json.loads((working / "kernel-run.json").read_text())
+    assert run["hours"] == hours
+    # Cut short: both ranks stopped at rank 0's word after one step, evaluated there, and generate used it.
+    assert trained["stopped"] == run["training_stopped"] == "deadline"
+    assert trained["steps"] == 1 and trained["planned_steps"] == 100_000
+    assert trained["best"]["step"] == 1 and "from best.pt (step 1" in done.stdout
+    assert "to finish inside 0.02 h" in done.stdout
+
+
+def test_the_deadline_keeps_time_for_what_follows_training(monkeypatch):
+    from pipeline.errors import PainterError
+    from pipeline.train import DEADLINE_ENV, Deadline
+
+    monkeypatch.delenv(DEADLINE_ENV, raising=False)
+    assert Deadline.from_env(7000) is None
+    monkeypatch.setenv(DEADLINE_ENV, "tomorrow")
+    with pytest.raises(PainterError, match="seconds since the epoch"):
+        Deadline.from_env(7000)
+
+    monkeypatch.setenv(DEADLINE_ENV, "1000000")
+    deadline = Deadline.from_env(7000)
+    assert deadline.at == 1_000_000 and deadline.reserve() == Deadline.AFTER_FIXED
+    deadline.per_training_image = 0.01  # before any evaluation: the training speed stands in
+    assert deadline.reserve() == pytest.approx(Deadline.AFTER_FIXED + Deadline.AFTER_PASSES * 70)
+    deadline.per_image = 0.002  # an evaluation measured it: that wins
+    assert deadline.reserve() == pytest.approx(Deadline.AFTER_FIXED + Deadline.AFTER_PASSES * 14)
+    assert deadline.reached()  # 1970 is long past
+    script = _script_module()
+    assert script.deadline(0.0) == pytest.approx(script.HOURS * 3600 - min(0.1 * script.HOURS * 3600, 600))

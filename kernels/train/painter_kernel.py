@@ -10,7 +10,9 @@ attached. The kernel runs offline. What it does, in order:
 2. installs the wheels with `pip install --no-index --no-deps` (Kaggle's torch is never touched)
    and checks that painter's other dependencies are there;
 3. runs the chain on the competition's data in a temporary workdir (with --gpu t4x2, training
-   runs first under torchrun, one process per GPU);
+   runs first under torchrun, one process per GPU), with a deadline inside the session's limit
+   (HOURS, from `painter kernel push --hours`): training stops early enough for generate, score
+   and the zip to finish, judged from the run's own speed, and generates from its best checkpoint;
 4. leaves in /kaggle/working: images.zip (the submission Kaggle scores), score.json, samples.png,
    samples/ (the grids along training), losses.png, metrics.csv, nearest.png, train-summary.json
    and kernel-run.json.
@@ -40,6 +42,7 @@ RUN_NAME = "dcgan"
 GPU = "t4"
 DATASET = "painter-wheels"
 CONFIG_TOML = ""
+HOURS = 5.0
 # ---- end of the values filled in ----
 
 COMPETITION = "gan-getting-started"
@@ -47,6 +50,7 @@ WEIGHTS_PATTERN = "*inception-2015-12-05-6726825d.pth"
 # Kaggle's image has these; painter's wheel is installed without its dependencies, so check them.
 NEEDED_MODULES = ("torch", "torchvision", "numpy", "PIL", "tqdm", "click", "matplotlib", "requests")
 GPU_CHOICES = ("t4", "t4x2", "p100")
+SPARE = (0.1, 600.0)  # of the session, kept unused: this fraction of it, at most these seconds
 
 
 class Stop(Exception):
@@ -174,9 +178,16 @@ def config_value(section: str, key: str, default):
 
 # ------------------------------------------------------------------ the chain
 
-def painter(*args: str, cwd: Path, launcher: tuple[str, ...] = ()) -> None:
-    """`python -m pipeline ARGS`, from `cwd` so no stray file lands in /kaggle/working (the output)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def deadline(started: float) -> float:
+    """When the chain must be done: the session's end less a spare for Kaggle's own start and end."""
+    session = HOURS * 3600
+    return started + session - min(SPARE[0] * session, SPARE[1])
+
+
+def painter(*args: str, cwd: Path, until: float, launcher: tuple[str, ...] = ()) -> None:
+    """`python -m pipeline ARGS`, from `cwd` so no stray file lands in /kaggle/working (the output);
+    training in it stops in time for the rest of the chain to end by `until`."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PAINTER_DEADLINE=f"{until:.0f}")
     env.setdefault("TQDM_MININTERVAL", "30")  # progress bars: a line every 30 s, not a flood in the log
     command = [sys.executable, *launcher, "-m", "pipeline", *args]
     log("$ " + " ".join(command[1:]))
@@ -213,7 +224,9 @@ def collect_outputs(workdir: Path, submissions: Path, working: Path) -> list[str
 
 def main() -> int:
     started = time.time()
-    log(f"run {RUN_NAME}, --gpu {GPU}, Python {platform.python_version()}, root {kaggle_root()}")
+    until = deadline(started)
+    log(f"run {RUN_NAME}, --gpu {GPU}, Python {platform.python_version()}, root {kaggle_root()}; the session "
+        f"lasts {HOURS:g} h: the chain ends by {time.strftime('%H:%M', time.localtime(until))}")
     try:
         if not CONFIG_TOML:
             raise Stop("no config embedded: this is the template; `painter kernel push` renders it")
@@ -240,17 +253,23 @@ def main() -> int:
         workdir, submissions = base / "artifacts", base / "submissions"
         common = ("--config", str(base / "config.toml"), "--set", f"data.source={data}", "--workdir", str(workdir))
         if GPU == "t4x2":  # training under torchrun first; `painter run` then finds it up to date
-            painter("run", *common, "--until", "prepare", cwd=base)
-            painter("train", *common, cwd=base,
+            painter("run", *common, "--until", "prepare", cwd=base, until=until)
+            painter("train", *common, cwd=base, until=until,
                     launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
         scoring = ("--inception-weights", str(weights[0])) if weights else ()
-        painter("run", *common, "--submissions", str(submissions), *scoring, cwd=base)
+        painter("run", *common, "--submissions", str(submissions), *scoring, cwd=base, until=until)
 
         working = kaggle_root() / "working"
         written = collect_outputs(workdir, submissions, working)
         seconds = round(time.time() - started)
+        trained = json.loads((working / "train-summary.json").read_text()) \
+            if (working / "train-summary.json").is_file() else {}
+        if trained.get("stopped") == "deadline":
+            log(f"training stopped at step {trained['steps']} of {trained['planned_steps']} to finish inside "
+                f"{HOURS:g} h; the images come from its best checkpoint")
         (working / "kernel-run.json").write_text(json.dumps(
-            {"run": RUN_NAME, "gpu": GPU, "seconds": seconds, "python": platform.python_version(),
+            {"run": RUN_NAME, "gpu": GPU, "seconds": seconds, "hours": HOURS,
+             "training_stopped": trained.get("stopped"), "python": platform.python_version(),
              "torch": getattr(sys.modules.get("torch"), "__version__", None), "outputs": written}, indent=2) + "\n")
         log(f"done in {seconds // 60} min: {', '.join(written)} in {working}")
         return 0
