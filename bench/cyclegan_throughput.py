@@ -46,7 +46,8 @@ from torchvision import transforms
 
 # train_throughput sits beside this file (sys.path[0] when run as a script) and puts the repository
 # first on sys.path, so the `pipeline` imported below is this checkout's.
-from train_throughput import cpu_model, painter_rate, read_cases, warmup_steps, write_json_atomic
+from train_throughput import (add_common_arguments, cpu_model, painter_rate, read_cases, warmup_steps,
+                              write_json_atomic)
 
 from pipeline import download, prepare, train
 from pipeline.archs.nets import ImagePool, PatchDiscriminator, ResnetGenerator
@@ -56,7 +57,6 @@ from pipeline.devices import cpu_has_native_bf16
 from pipeline.errors import PainterError
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_OUT = REPO / "bench" / "results" / "cyclegan_throughput.json"
 PAINTER_CONFIG = REPO / "configs" / "cyclegan.toml"
 
@@ -382,19 +382,7 @@ def parse_args(argv=None):
     parser.add_argument("--channels", type=int, help="generator and discriminator width, ngf = ndf "
                                                      "(default: 32 on CPU, 64 on GPU)")
     parser.add_argument("--blocks", type=int, help="residual blocks per generator (default: 6 on CPU, 9 on GPU)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto: CUDA when available, else CPU (default)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="folder holding monet_jpg/ and photo_jpg/ (default: ../shared/data beside the repo)")
-    parser.add_argument("--painter-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra painter config override, repeatable (e.g. train.amp=false); keys the "
-                             "benchmark sets itself are refused")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="results JSON, merged with what is there (default: bench/results/cyclegan_throughput.json)")
-    # Internal: one side, run in a child process by the driver.
-    parser.add_argument("--side", choices=["painter", "reference"], help=argparse.SUPPRESS)
-    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    add_common_arguments(parser, "monet_jpg/ and photo_jpg/", DEFAULT_OUT)
     return parser.parse_args(argv)
 
 

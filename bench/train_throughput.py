@@ -350,22 +350,27 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=64, help="batch size (default: 64)")
     parser.add_argument("--channels", type=int, default=64,
                         help="generator and discriminator width, the tutorial's ngf/ndf (default: 64)")
+    add_common_arguments(parser, "monet_jpg/", DEFAULT_OUT)
+    parser.add_argument("--resolution", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def add_common_arguments(parser, data_holds: str, out: Path) -> None:
+    """The options every painter-against-a-reference benchmark takes, and its child processes' own."""
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto: CUDA when available, else CPU (default)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="folder holding monet_jpg/ (default: ../shared/data beside the repo)")
+                        help=f"folder holding {data_holds} (default: ../shared/data beside the repo)")
     parser.add_argument("--painter-set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra painter config override, repeatable (e.g. train.amp=false to compare "
                              "like for like); keys the benchmark sets itself are refused")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="results JSON, merged with what is there (default: bench/results/train_throughput.json)")
-    # Internal: one side of one case, run in a child process by the driver.
+    parser.add_argument("--out", type=Path, default=out,
+                        help=f"results JSON, merged with what is there (default: bench/results/{out.name})")
+    # Internal: one side, run in a child process by the driver.
     parser.add_argument("--side", choices=["painter", "reference"], help=argparse.SUPPRESS)
-    parser.add_argument("--resolution", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,189 @@
+"""Architectures side by side on a CPU, at an equal wall-clock training budget per run.
+
+Each suite is a list of runs (an architecture's preset plus CPU-sized settings). Every run trains on
+the competition's data (300 paintings, 7,038 photos) for the same number of minutes, then generates
+and is scored at 256 px (SWD against the paintings, beside the untouched photos and the
+real-vs-real floor), and the leaderboard report draws its grids.
+
+Suites:
+  translation  CycleGAN, CUT and FastCUT (128 px crops, generator width 32 with 6 residual blocks,
+               discriminator width 64) against the committed sweep's best noise GAN (DCGAN at 64 px,
+               widths 32, upsampled to 256 px).
+  fewshot      FastGAN at 256 px against DCGAN at 256 px native and DCGAN at 64 px upsampled.
+
+The budget is made equal in steps, not by a clock that stops a run: a short probe times each run's
+real training step on this machine (after a warm-up), and each run gets budget / seconds-per-step
+steps, so its learning-rate schedule fits the budget and a busy machine later on slows the benchmark
+down without changing its results. The probe is kept in the workdir and reused, and every run is a
+cached painter run, so running the script again only redoes what changed.
+
+    .venv/bin/python bench/equal_budget.py translation           # about 3 hours with the defaults
+    .venv/bin/python bench/equal_budget.py fewshot --minutes 2 --workdir /tmp/fs   # a quick look
+
+Results: bench/results/equal_budget_<suite>.json (machine, probe, one case per run: steps, training
+time, SWD, its floor, the photos' SWD; merged by run name) and the report in
+bench/results/equal_budget_<suite>/ (leaderboard.md, .html, .csv, images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from train_throughput import cpu_model, read_cases, write_json_atomic  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+RESULTS = REPO / "bench" / "results"
+EVALUATIONS = 6  # evaluations of the EMA generator per run (best.pt)
+
+
+def translation_settings(arch: str) -> list[str]:
+    """CPU-sized translation: 128 px crops, reduced widths (README, "CPU-sized overrides")."""
+    return ["model.g_channels=32", "model.d_channels=64", f"{arch}.blocks=6", f"{arch}.crop=128",
+            "train.eval_images=128", "train.log_every=10", "train.checkpoint_every=100"]
+
+
+DCGAN_64 = ["data.resolution=64", "model.g_channels=32", "model.d_channels=32", "train.log_every=50",
+            "train.checkpoint_every=500"]
+# run key -> (preset, settings); the key names the painter run (cpu-<key>) and its probe.
+SUITES = {
+    "translation": {
+        "cyclegan": ("cyclegan", translation_settings("cyclegan")),
+        "cut": ("cut", translation_settings("cut")),
+        "fastcut": ("fastcut", translation_settings("fastcut")),
+        "dcgan": ("dcgan", DCGAN_64),
+    },
+    "fewshot": {
+        "fastgan-256": ("fastgan", ["model.g_channels=16", "model.d_channels=16", "train.eval_images=128",
+                                    "train.log_every=10", "train.checkpoint_every=100"]),
+        "dcgan-256": ("dcgan", ["data.resolution=256", "model.g_channels=16", "model.d_channels=16",
+                                "train.eval_images=128", "train.log_every=10", "train.checkpoint_every=100"]),
+        "dcgan": ("dcgan", DCGAN_64),
+    },
+}
+
+
+def resolved(key: str, preset: str, settings: list[str], data: Path, *extra: str):
+    from pipeline.config import load_config
+
+    return load_config(REPO / "configs" / f"{preset}.toml",
+                       [f"data.source={data}", "run.device=cpu", f"run.name=cpu-{key}", *settings, *extra])
+
+
+def probe_seconds_per_step(cfg, workdir: Path, steps: int) -> float:
+    """Seconds per training step of the run `cfg` on this machine, on the real prepared data."""
+    import torch
+
+    from pipeline import archs, prepare, train
+    from pipeline.artifacts import Workdir
+    from pipeline.devices import Process
+
+    painter("run", "--until", "prepare", *config_args(cfg, workdir))
+    tensors = {domain: prepare.load_shards(folder) for domain, folder in
+               train.shard_folders(cfg, Workdir(workdir), cfg.data.resolution).items()}
+    trainer = archs.get(cfg.model.arch).trainer(cfg, tensors, torch.device("cpu"), Process())
+    warmup = 3
+    for step in range(warmup):
+        trainer.train_step(step)
+    started = time.perf_counter()
+    for step in range(warmup, warmup + steps):
+        trainer.train_step(step)["loss_g"].item()
+    return (time.perf_counter() - started) / steps
+
+
+def config_args(cfg, workdir: Path) -> list[str]:
+    """--config (the resolved config, written into the workdir) and --workdir for a painter command."""
+    path = workdir / "configs" / f"{cfg.run.name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(cfg.to_toml())
+    return ["--config", str(path), "--workdir", str(workdir)]
+
+
+def painter(*args: str) -> None:
+    """A painter command in its own process, so each stage runs the code as it is when it starts."""
+    done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO,
+                          env=dict(os.environ, TQDM_MININTERVAL="30", PYTHONUNBUFFERED="1"))
+    if done.returncode:
+        raise SystemExit(f"painter {' '.join(args[:1])} failed with exit code {done.returncode}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("suite", choices=sorted(SUITES))
+    parser.add_argument("--runs", help="comma-separated run keys of the suite (default: all of them)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="training budget per run")
+    parser.add_argument("--probe-steps", type=int, default=10)
+    parser.add_argument("--count", type=int, default=1000, help="images generated (and scored) per run")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--workdir", type=Path, help="default: /tmp/painter-<suite>-cpu")
+    parser.add_argument("--out", type=Path, help="default: bench/results/equal_budget_<suite>.json")
+    parser.add_argument("--report", type=Path, help="default: bench/results/equal_budget_<suite>/")
+    args = parser.parse_args()
+    suite = SUITES[args.suite]
+    keys = [k.strip() for k in args.runs.split(",")] if args.runs else list(suite)
+    unknown = sorted(set(keys) - set(suite))
+    if unknown:
+        raise SystemExit(f"--runs: {', '.join(unknown)} not in the {args.suite} suite ({', '.join(suite)})")
+    workdir = args.workdir or Path(f"/tmp/painter-{args.suite}-cpu")
+    out = args.out or RESULTS / f"equal_budget_{args.suite}.json"
+    report = args.report or RESULTS / f"equal_budget_{args.suite}"
+    read_cases(out)  # a file that is not ours stops the benchmark before any training
+
+    from pipeline import archs
+    from pipeline.devices import cpu_has_native_bf16
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe_file = workdir / "probe.json"
+    probe = json.loads(probe_file.read_text()) if probe_file.is_file() else {}
+    for key in keys:
+        if key not in probe:
+            probe[key] = probe_seconds_per_step(resolved(key, *suite[key], args.data), workdir, args.probe_steps)
+            write_json_atomic(probe_file, probe)
+        print(f"probe: {key} {probe[key]:.3f} s/step", flush=True)
+
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+               "torch": __import__("torch").__version__, "device": "cpu"}
+    cases = []
+    for key in keys:
+        preset, settings = suite[key]
+        steps = max(1, int(args.minutes * 60 / probe[key]))
+        every = max(1, steps // EVALUATIONS)
+        cfg = resolved(key, preset, settings, args.data, f"train.steps={steps}", f"train.eval_every={every}",
+                       f"train.sample_every={every}", f"train.max_minutes={4 * args.minutes}",
+                       f"generate.count={args.count}", f"score.max_images={args.count}")
+        print(f"\n== {cfg.run.name}: {steps} steps ({probe[key]:.3f} s each, {args.minutes:g} min)", flush=True)
+        painter("run", "--until", "score", *config_args(cfg, workdir))
+        run_dir = workdir / "runs" / cfg.run.name
+        summary = json.loads((run_dir / "train" / "summary.json").read_text())
+        score = json.loads((run_dir / "score" / "score.json").read_text())
+        cases.append({"run": cfg.run.name, "arch": cfg.model.arch, "consumes": archs.get(cfg.model.arch).consumes,
+                      "resolution": cfg.data.resolution, "settings": settings, "budget_minutes": args.minutes,
+                      "probe_seconds_per_step": round(probe[key], 4), "steps": summary["steps"],
+                      "train_seconds": summary["seconds"], "precision": summary["precision"],
+                      "generated": args.count, "swd": score["swd"]["value"], "swd_floor": score["swd"]["floor"],
+                      "photos_swd": (score.get("photos_baseline") or {}).get("swd"),
+                      "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+    painter("leaderboard", "--workdir", str(workdir), "--out", str(report))
+    names = {case["run"] for case in cases}
+    # read again: another suite run on other keys may have written its cases meanwhile
+    merged = sorted([c for c in read_cases(out) if c["run"] not in names] + cases, key=lambda c: c["swd"])
+    write_json_atomic(out, {"benchmark": f"equal_budget_{args.suite}",
+                            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "machine": machine, "cases": merged})
+    for case in merged:
+        print(f"{case['run']:<16} {case['steps']:>6} steps {case['train_seconds'] / 60:6.1f} min  "
+              f"SWD {case['swd']:7.2f}  (photos {case['photos_swd']}, floor {case['swd_floor']})")
+
+
+if __name__ == "__main__":
+    main()
