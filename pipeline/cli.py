@@ -37,18 +37,33 @@ class PainterGroup(click.Group):
             raise
 
 
+source_option = click.option(
+    "--source", metavar="SOURCE", help='The data: "kaggle", "demo" or a folder holding monet_jpg/ (and photo_jpg/); '
+                                       'the same as --set data.source=SOURCE.')
+
+
+def with_source(overrides: tuple[str, ...], source: str | None) -> tuple[str, ...]:
+    """The --set overrides with --source as one more."""
+    if source is None:
+        return tuple(overrides)
+    if any(text.replace(" ", "").startswith("data.source=") for text in overrides):
+        raise click.UsageError("give the data once: --source or --set data.source, not both")
+    return (*overrides, f"data.source={source}")
+
+
 def stage_options(func):
-    """--config, --set, --workdir and --force, shared by every stage."""
+    """--config, --set, --source, --workdir and --force, shared by every stage."""
     @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                   help="TOML preset, e.g. configs/demo.toml (default: built-in DCGAN settings).")
     @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                   help="Override one config key; repeatable, e.g. --set train.steps=200.")
+    @source_option
     @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
                   envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
     @click.option("--force", is_flag=True, help="Re-run the stage even if its output is up to date.")
     @functools.wraps(func)
-    def wrapper(config_path, overrides, workdir, force, **kwargs):
-        cfg = load_config(config_path, overrides)
+    def wrapper(config_path, overrides, source, workdir, force, **kwargs):
+        cfg = load_config(config_path, with_source(overrides, source))
         return func(cfg=cfg, wd=Workdir(workdir), force=force, **kwargs)
     return wrapper
 
@@ -78,8 +93,7 @@ def main():
 
 @main.command()
 @stage_options
-@click.option("--source", help='"kaggle", "demo" or a folder with monet_jpg/; shortcut for --set data.source=...')
-def download(cfg: Config, wd: Workdir, force: bool, source: str | None):
+def download(cfg: Config, wd: Workdir, force: bool):
     """Fetch the images into <workdir>/raw/<source>/.
 
     \b
@@ -88,8 +102,6 @@ def download(cfg: Config, wd: Workdir, force: bool, source: str | None):
       painter download --source ../shared/data
     """
     from . import download as stage
-    if source:
-        cfg.data.source = source
     stage.run(cfg, wd, force=force, log=click.echo)
 
 
@@ -199,6 +211,7 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None):
 @main.command()
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a key in every run (after its preset), e.g. --set data.source=DIR; repeatable.")
+@source_option
 @click.option("--archs", default="all", show_default=True,
               help="Comma-separated architectures, or all of them; each starts from configs/<arch>.toml.")
 @click.option("--diffaugment", type=click.Choice(["both", "off", "on", "preset"]), default="both",
@@ -214,7 +227,7 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None):
               envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
 @click.option("--force", is_flag=True, help="Re-train, re-generate and re-score every run of the sweep.")
 @inception_option
-def sweep(overrides, archs, diffaugment, budget_images, budget_minutes, report_dir, workdir, force,
+def sweep(overrides, source, archs, diffaugment, budget_images, budget_minutes, report_dir, workdir, force,
           inception_weights):
     """Train architectures x DiffAugment on one dataset under an equal budget; generate, score, rank.
 
@@ -224,16 +237,17 @@ def sweep(overrides, archs, diffaugment, budget_images, budget_minutes, report_d
 
     \b
     Examples:
-      painter sweep --set data.source=../shared/data --set data.resolution=64 --budget-images 100000
+      painter sweep --source ../shared/data --set data.resolution=64 --budget-images 100000
       painter sweep --archs dcgan,cyclegan,cut --diffaugment preset --budget-minutes 30 \\
-          --set data.source=../shared/data --set cyclegan.crop=128 --set cut.crop=128
+          --source ../shared/data --set cyclegan.crop=128 --set cut.crop=128
     """
     from . import leaderboard
     from . import sweep as stage
     if budget_images is None and budget_minutes is None:
         budget_images = 100_000
     augment = {"both": [False, True], "off": [False], "on": [True], "preset": [None]}[diffaugment]
-    configs = stage.plan(stage.architectures(archs), augment, list(overrides), budget_images, budget_minutes)
+    configs = stage.plan(stage.architectures(archs), augment, list(with_source(overrides, source)), budget_images,
+                         budget_minutes)
     wd = Workdir(workdir)
     names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
     leaderboard.run(wd, log=click.echo, runs=names, out=report_dir)
@@ -370,12 +384,13 @@ def kernel_pull(cfg: Config, wd: Workdir, force: bool, submissions: Path):
 @main.command("config")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="TOML preset.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one key.")
+@source_option
 @click.option("--keys", is_flag=True, help="List every key with its default and meaning instead.")
-def show_config(config_path: Path | None, overrides: tuple[str, ...], keys: bool):
+def show_config(config_path: Path | None, overrides: tuple[str, ...], source: str | None, keys: bool):
     """Print the resolved config (a preset plus overrides) as TOML.
 
     \b
     Example:
       painter config --config configs/demo.toml --set train.steps=50
     """
-    click.echo(describe_keys() if keys else load_config(config_path, overrides).to_toml())
+    click.echo(describe_keys() if keys else load_config(config_path, with_source(overrides, source)).to_toml())

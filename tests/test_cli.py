@@ -84,6 +84,24 @@ def test_download_from_a_folder_is_cached_by_content(painter, tmp_path, monkeypa
     assert result.exit_code == 1 and "has no monet_jpg/ folder" in result.output
 
 
+def test_every_stage_names_the_data_with_source(painter, tmp_path):
+    source = tmp_path / "competition"
+    (source / "monet_jpg").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (256, 256), (i * 50, 10, 10)).save(source / "monet_jpg" / f"{i}.jpg")
+    painter("download", "--source", str(source))
+    prepared = painter("prepare", "--source", str(source), "--set", "data.resolution=32").output
+    assert "prepare 32px: running" in prepared
+    assert "prepare 32px: up to date" in painter("prepare", "--set", f"data.source={source}",
+                                                 "--set", "data.resolution=32").output  # the same run either way
+    shown = painter("config", "--source", str(source)).output
+    assert f'source = "{source}"' in shown
+    both = painter("prepare", "--source", str(source), "--set", f"data.source={source}", ok=False)
+    assert both.exit_code == 2 and "--source or --set data.source, not both" in both.output
+    for command in (["run"], ["train"], ["generate"], ["score"], ["submit"], ["sweep"], ["kernel", "push"]):
+        assert "--source SOURCE" in painter(*command, "--help").output, command
+
+
 def test_stage_without_its_input_says_what_to_run(painter):
     result = painter("train", "--config", str(REPO / "configs" / "demo.toml"), ok=False)
     assert result.exit_code == 1
