@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 PAINTER := $(VENV)/bin/painter
-CONFIG ?= configs/dcgan.toml
+# The measured best (README, "Which architecture should I submit?"); CONFIG=configs/<arch>.toml for another.
+CONFIG ?= configs/cut.toml
 # make all SOURCE=path/to/unzipped/competition  (a folder with monet_jpg/) skips the Kaggle download
 SOURCE ?=
 SOURCE_SET := $(if $(SOURCE),--set data.source=$(SOURCE))
