@@ -216,13 +216,13 @@ def write_demo_set(out_dir: pathlib.Path, seed: int, n_paintings: int, n_photos:
     (n_photos) as baseline RGB JPEGs, quality 95, 256x256, in Kaggle's layout.
     Paintings and photos are different scenes. Deterministic: the same arguments
     give byte-identical files. Returns {"monet_jpg": n_paintings, "photo_jpg": n_photos}."""
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     out_dir = pathlib.Path(out_dir)
     jobs = [("monet_jpg", "monet", i) for i in range(n_paintings)]
     jobs += [("photo_jpg", "photo", i) for i in range(n_photos)]
     names: set[str] = set()
-    for folder, style, index in tqdm(jobs, desc="demo data", disable=not progress):
+    for folder, style, index in progress_bar(jobs, desc="demo data", disable=not progress):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
         # Scene key differs per folder, so paintings and photos show different scenes.
         scene_key = int(_digest(seed, folder, index, "scene")[:16], 16)

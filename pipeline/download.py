@@ -11,12 +11,11 @@ import re
 import shutil
 from pathlib import Path
 
-from tqdm import tqdm
-
 from . import demo_data, kaggle_api
 from .artifacts import Workdir, run_stage, sha256_file
 from .config import Config
 from .errors import PainterError
+from .progress import progress_bar
 
 VERSION = 1
 FOLDERS = ("monet_jpg", "photo_jpg")
@@ -76,7 +75,7 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
             files = _folder_files(root)
             for name in FOLDERS:
                 (out / name).mkdir()
-            for path in tqdm(files, desc="download: copy", unit="file"):
+            for path in progress_bar(files, desc="download: copy", unit="file"):
                 shutil.copyfile(path, out / path.relative_to(root))
             return {name: sum(p.parent.name == name for p in files) for name in FOLDERS}
 

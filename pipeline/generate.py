@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 from torchvision.io import encode_jpeg
-from tqdm import tqdm
 
 from . import archs, prepare
 from .archs.dcgan import NoiseInputs
@@ -34,6 +33,7 @@ from .artifacts import Workdir, clear_folder, fingerprint, read_json, require_st
 from .config import Config
 from .devices import autocast_dtype, resolve_device
 from .images import COMPETITION_SIZE, to_uint8_256
+from .progress import progress_bar
 from .train import train_dir
 
 VERSION = 2
@@ -91,7 +91,7 @@ def write_images(generator: torch.nn.Module, out: Path, count: int, seed: int, b
 
     pending: deque[list[Future]] = deque()
     with ThreadPoolExecutor(max_workers=WORKERS) as pool, \
-            tqdm(total=count, initial=count - len(todo), desc="generate", unit="img") as bar:
+            progress_bar(total=count, initial=count - len(todo), desc="generate", unit="img") as bar:
         def finish_oldest() -> None:
             for future in pending.popleft():
                 future.result()  # re-raises a failed write (a full disk, say) here

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.utils import save_image
-from tqdm import tqdm
 
 from .artifacts import write_bytes_atomic
+from .progress import progress_bar
 
 COMPETITION_SIZE = 256  # Kaggle's images are, and submissions must be, 256x256
 GPU_DECODE_BATCH = 256  # JPEGs per nvJPEG call
@@ -112,13 +112,13 @@ def read_jpegs(files: list[Path], device: torch.device, size: int = COMPETITION_
             raise ValueError(f"{path}: not a readable JPEG ({str(exc).splitlines()[0]})") from None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        datas = list(tqdm(pool.map(read, files), total=len(files), desc=f"{desc}: files", unit="img"))
+        datas = list(progress_bar(pool.map(read, files), total=len(files), desc=f"{desc}: files", unit="img"))
         if device.type != "cuda":
             items = zip(files, datas)
-            return torch.stack(list(tqdm(pool.map(decode_one, items), total=len(files), desc=f"{desc}: decode",
+            return torch.stack(list(progress_bar(pool.map(decode_one, items), total=len(files), desc=f"{desc}: decode",
                                          unit="img")))
     images = torch.empty((len(files), 3, size, size), dtype=torch.uint8, device=device)
-    for start in tqdm(range(0, len(files), GPU_DECODE_BATCH), desc=f"{desc}: decode on GPU", unit="batch"):
+    for start in progress_bar(range(0, len(files), GPU_DECODE_BATCH), desc=f"{desc}: decode on GPU", unit="batch"):
         paths, chunk = files[start:start + GPU_DECODE_BATCH], datas[start:start + GPU_DECODE_BATCH]
         try:
             decoded = decode_jpeg(chunk, mode=ImageReadMode.RGB, device=device)

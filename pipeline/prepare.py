@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import archs
 from .artifacts import Workdir, require_stamp, run_stage, sha256_file, write_json_atomic, write_torch_atomic
@@ -21,6 +20,7 @@ from .config import Config
 from .download import source_id
 from .errors import PainterError
 from .images import COMPETITION_SIZE, load_rgb
+from .progress import progress_bar
 
 VERSION = 1
 SHARD_BYTES = 64 << 20      # keeps each file small enough to load, verify and copy quickly
@@ -45,7 +45,7 @@ def pack(files: list[Path], resolution: int, out: Path, log=print, desc: str | N
     skipped, changed, images, sources = [], [], [], []
     with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
         results = pool.map(lambda p: _try_load(p, resolution), files)
-        for path, (array, notes, error) in tqdm(zip(files, results), total=len(files),
+        for path, (array, notes, error) in progress_bar(zip(files, results), total=len(files),
                                                 desc=desc or f"prepare {resolution}px", unit="img"):
             if error:
                 skipped.append({"file": path.name, "reason": error})

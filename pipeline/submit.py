@@ -13,13 +13,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage, sha256_file
 from .config import Config
 from .errors import PainterError
 from .generate import images_dir
 from .images import COMPETITION_SIZE
+from .progress import progress_bar
 from .score import score_dir
 
 VERSION = 1
@@ -52,7 +52,7 @@ def validate_zip(path: Path, progress: bool = True) -> list[str]:
     try:
         with zipfile.ZipFile(path) as archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
-            for member in tqdm(members, desc="submit: validate", unit="img", disable=not progress):
+            for member in progress_bar(members, desc="submit: validate", unit="img", disable=not progress):
                 problem = member_problem(member.filename, archive.read(member))
                 if problem:
                     problems[problem].append(member.filename)
@@ -71,7 +71,7 @@ def write_zip(files: list[Path], path: Path) -> None:
     # JPEGs do not compress further: store them, which is fast and what Kaggle reads fine.
     # ZipFile.write copies each file in chunks, so memory stays flat whatever the number of images.
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        for file in tqdm(files, desc="submit: zip", unit="img"):
+        for file in progress_bar(files, desc="submit: zip", unit="img"):
             archive.write(file, arcname=file.name)
 
 

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from . import archs, prepare
 from .artifacts import (Workdir, clear_folder, fingerprint, read_stamp, require_stamp, run_stage, write_json_atomic,
@@ -40,6 +39,7 @@ from .devices import Process, any_rank, start_process_group
 from .errors import PainterError
 from .images import save_grid
 from .plots import plot_losses
+from .progress import progress_bar
 
 VERSION = 4
 EVAL_FIELDS = ["swd", "fid", "kid"]  # on evaluation steps only
@@ -209,7 +209,7 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
     stats: dict = {}
     resumed_seconds = seconds  # this session's speed only, for the deadline
     window_start, window_images = time.perf_counter(), 0
-    bar = tqdm(range(start_step, tc.steps), initial=start_step, total=tc.steps, desc="train", unit="step",
+    bar = progress_bar(range(start_step, tc.steps), initial=start_step, total=tc.steps, desc="train", unit="step",
                disable=not process.main)
     with _stop_on_signals() as caught, open(metrics_path, "a", newline="") if process.main else \
             open(os.devnull, "w") as metrics_file:
@@ -245,7 +245,7 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
                     row.update(evaluate(done))
                 writer.writerow(row)
                 metrics_file.flush()
-                bar.set_postfix(loss_d=row["loss_d"], loss_g=row["loss_g"], img_s=row["img_per_s"])
+                bar.set_postfix(loss_d=row["loss_d"], loss_g=row["loss_g"], img_s=row["img_per_s"], refresh=False)
                 window_start, window_images = now, 0
             if process.main and done % tc.sample_every == 0:
                 save_grid(trainer.samples(), out / "samples" / f"step_{done:06d}.png")

@@ -21,10 +21,10 @@ import torch_fidelity.utils as tf_utils
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-from tqdm import tqdm
 
 from ..artifacts import fingerprint, sha256_file, write_torch_atomic
 from ..errors import PainterError
+from ..progress import progress_bar
 
 INCEPTION = "inception-v3-compat"
 EXTRACTOR = INCEPTION  # the extractor used for scores; tests swap in a small stand-in
@@ -111,7 +111,7 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor, batch_size: i
     device = next(model.parameters()).device
     chunks = []
     with torch.inference_mode():
-        for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", disable=desc is None):
+        for start in progress_bar(range(0, len(images), batch_size), desc=desc, unit="batch", disable=desc is None):
             batch = images[start:start + batch_size].to(device, non_blocking=True)
             chunks.append(model(batch.contiguous(memory_format=torch.channels_last))[0].float().cpu())
     if not chunks:
