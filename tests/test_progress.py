@@ -37,9 +37,9 @@ def test_a_bar_in_a_log_prints_plain_lines_at_its_interval_and_at_the_end():
 
 
 def test_a_whole_run_logged_to_a_file_stays_a_few_dozen_lines(tmp_path):
-    """600 training steps, logged every step, and 7,000 images, with stdout and stderr in a file."""
+    """300 training steps, logged every step, and 7,000 images, with stdout and stderr in a file."""
     log_path = tmp_path / "run.log"
-    args = [*TINY, "--set", "train.steps=600", "--workdir", str(tmp_path / "work"),
+    args = [*TINY, "--set", "train.steps=300", "--workdir", str(tmp_path / "work"),
             "--submissions", str(tmp_path / "submissions")]
     with open(log_path, "w") as log:
         done = subprocess.run([sys.executable, "-m", "pipeline", "run", *args], cwd=REPO, stdout=log,
@@ -48,5 +48,5 @@ def test_a_whole_run_logged_to_a_file_stays_a_few_dozen_lines(tmp_path):
     assert done.returncode == 0, text[-3000:]
     lines = text.splitlines()
     assert "\r" not in text and len(lines) < 60, f"{len(lines)} lines:\n" + text[-3000:]
-    assert any(re.match(r"train: 100%.*600/600", line) for line in lines)
+    assert any(re.match(r"train: 100%.*300/300", line) for line in lines)
     assert any(re.match(r"generate: 100%.*7000/7000", line) for line in lines)
