@@ -170,6 +170,7 @@ def main() -> None:
                       "probe_seconds_per_step": round(probe[key], 4), "steps": summary["steps"],
                       "train_seconds": summary["seconds"], "precision": summary["precision"],
                       "generated": args.count, "swd": score["swd"]["value"], "swd_floor": score["swd"]["floor"],
+                      "swd_per_level": {level: round(value, 2) for level, value in score["swd"]["per_level"].items()},
                       "photos_swd": (score.get("photos_baseline") or {}).get("swd"),
                       "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
