@@ -13,6 +13,7 @@ from PIL import Image
 
 from pipeline import archs, generate
 from pipeline.archs import fastgan
+from pipeline.archs.dcgan import recalibrate_batchnorm
 from pipeline.archs.fastgan import (FastGANDiscriminator, FastGANGenerator, NoiseInjection, SkipExcitation, quadrant,
                                     reconstruction_loss, reconstruction_targets)
 from pipeline.config import load_config
@@ -93,7 +94,7 @@ def test_skip_layer_excitation_gates_each_channel_by_the_low_resolution_map():
     assert torch.equal(out[0], sle(low, high)[0]) and not torch.allclose(out[1], sle(low, high)[1])  # ...per image
     # In the generator the 64 px map is gated from the 4x4 features: other gate weights, another image.
     g = FastGANGenerator(64, 8, 8)
-    fastgan.recalibrate_batchnorm(g, 8, batches=1, batch_size=16)   # eval mode, images of a normal contrast
+    recalibrate_batchnorm(g, 8, batches=1, batch_size=16)   # eval mode, images of a normal contrast
     z = torch.randn(2, 8)
     before = g(z)
     with torch.no_grad():

@@ -12,6 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..augment import diff_augment, parse_policy, random_hflip
 from ..devices import Process, autocast_dtype
+from ..errors import PainterError
 
 GRID_SIZE = 64  # images in a sample grid
 
@@ -65,6 +66,14 @@ class Architecture:
         generator = self.build_generator(saved["resolution"], saved["spec"])
         generator.load_state_dict(saved["state_dict"])
         return generator
+
+
+def require_train_defaults(arch: str, defaults: dict[str, Any], cfg, because: str) -> None:
+    """Refuse a [train] key set away from its default, for an architecture that has no use for it."""
+    for key, default in defaults.items():
+        value = getattr(cfg.train, key)
+        if value != default:
+            raise PainterError(f"config key train.{key} = {value!r} {because}; {arch} needs {default!r}")
 
 
 class Trainer:

@@ -208,11 +208,30 @@ class NoiseTrainer(Trainer):
         return self.with_sampling_generator(lambda g: g(self.fixed_noise.to(self.device)))
 
 
+class FromNoise(Architecture):
+    """What every generator drawing from a latent vector shares: its spec, its inputs, and batch-norm
+    statistics re-estimated before generation (DCGAN's family, FastGAN)."""
+    consumes = "noise"
+
+    def check(self, cfg) -> None:
+        if cfg.generate.count == 0:
+            raise PainterError(f"config key generate.count: 0 (one image per photo) is for translation "
+                               f"architectures; {self.name} needs a count, e.g. 7000")
+
+    def generator_spec(self, cfg) -> dict:
+        return {"latent_dim": cfg.model.latent_dim, "channels": cfg.model.g_channels}
+
+    def inputs(self, count: int, seed: int, spec: dict, photos=None) -> NoiseInputs:
+        return NoiseInputs(count, spec["latent_dim"], seed)
+
+    def finalize(self, generator: nn.Module, spec: dict, seed: int) -> None:
+        recalibrate_batchnorm(generator, spec["latent_dim"], seed=seed)
+
+
 @register
-class DCGAN(Architecture):
+class DCGAN(FromNoise):
     name = "dcgan"
     description = "DCGAN: batch-norm discriminator, non-saturating BCE loss"
-    consumes = "noise"
     norm = "batch"          # the discriminator's normalisation (DCGANDiscriminator)
     wasserstein = False     # whether D's outputs estimate a Wasserstein distance (logged as w_estimate)
 
@@ -222,27 +241,13 @@ class DCGAN(Architecture):
     def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
         return losses.bce_generator(fake)
 
-    def check(self, cfg) -> None:
-        if cfg.generate.count == 0:
-            raise PainterError(f"config key generate.count: 0 (one image per photo) is for translation "
-                               f"architectures; {self.name} needs a count, e.g. 7000")
-
     def trainer(self, cfg, data, device, process) -> NoiseTrainer:
         return NoiseTrainer(self, cfg, data, device, process)
-
-    def generator_spec(self, cfg) -> dict:
-        return {"latent_dim": cfg.model.latent_dim, "channels": cfg.model.g_channels}
 
     def build_generator(self, resolution: int, spec: dict) -> nn.Module:
         g = DCGANGenerator(resolution, spec["latent_dim"], spec["channels"])
         g.apply(dcgan_init)
         return g
-
-    def inputs(self, count: int, seed: int, spec: dict, photos=None) -> NoiseInputs:
-        return NoiseInputs(count, spec["latent_dim"], seed)
-
-    def finalize(self, generator: nn.Module, spec: dict, seed: int) -> None:
-        recalibrate_batchnorm(generator, spec["latent_dim"], seed=seed)
 
     def images_per_step(self, cfg, step: int) -> int:
         return critic_steps(step, cfg.train.n_critic, cfg.train.critic_warmup) * cfg.train.batch_size

@@ -52,10 +52,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from .. import losses
 from ..config import option
-from ..errors import PainterError
 from . import register
-from .base import GRID_SIZE, Architecture, Trainer
-from .dcgan import NoiseInputs, dcgan_init, recalibrate_batchnorm
+from .base import GRID_SIZE, Trainer, require_train_defaults
+from .dcgan import FromNoise, dcgan_init
 from .translation import frozen
 
 # The paper's generator (and decoder) widths per feature-map size, as multiples of the base width.
@@ -322,37 +321,21 @@ class FastGANTrainer(Trainer):
 
 
 @register
-class FastGAN(Architecture):
+class FastGAN(FromNoise):
     name = "fastgan"
     description = "FastGAN: SLE generator, self-supervised discriminator with decoders, hinge loss"
-    consumes = "noise"
     Options = FastGANOptions
 
     def check(self, cfg) -> None:
-        tc = cfg.train
-        unused = {"n_critic": (tc.n_critic, 1), "critic_warmup": (tc.critic_warmup, False), "clip": (tc.clip, 0.0),
-                  "gp_weight": (tc.gp_weight, 0.0)}
-        for key, (value, default) in unused.items():
-            if value != default:
-                raise PainterError(f"config key train.{key} = {value!r}: {self.name} takes one discriminator step "
-                                   f"per generator step, without clipping or a penalty; it needs {default!r}")
-        if cfg.generate.count == 0:
-            raise PainterError(f"config key generate.count: 0 (one image per photo) is for translation "
-                               f"architectures; {self.name} needs a count, e.g. 7000")
+        super().check(cfg)
+        require_train_defaults(self.name, {"n_critic": 1, "critic_warmup": False, "clip": 0.0, "gp_weight": 0.0}, cfg,
+                               "is for the DCGAN family's critics (one discriminator step per generator step here, "
+                               "without clipping or a penalty)")
 
     def trainer(self, cfg, data, device, process) -> FastGANTrainer:
         return FastGANTrainer(self, cfg, data, device, process)
-
-    def generator_spec(self, cfg) -> dict:
-        return {"latent_dim": cfg.model.latent_dim, "channels": cfg.model.g_channels}
 
     def build_generator(self, resolution: int, spec: dict) -> nn.Module:
         g = FastGANGenerator(resolution, spec["latent_dim"], spec["channels"])
         g.apply(dcgan_init)  # the reference's initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch norm
         return g
-
-    def inputs(self, count: int, seed: int, spec: dict, photos=None) -> NoiseInputs:
-        return NoiseInputs(count, spec["latent_dim"], seed)
-
-    def finalize(self, generator: nn.Module, spec: dict, seed: int) -> None:
-        recalibrate_batchnorm(generator, spec["latent_dim"], seed=seed)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..config import option
 from ..errors import PainterError
-from .base import Architecture, Trainer
+from .base import Architecture, Trainer, require_train_defaults
 from .nets import ResnetGenerator
 
 SAMPLE_PAIRS = 16  # photo -> painting pairs in a sample grid (8 tiles a row: 4 pairs, 4 rows)
@@ -89,13 +89,9 @@ class TranslationArchitecture(Architecture):
     antialias = False   # blur-pool down/upsampling in the generator and discriminator (CUT's default)
 
     def check(self, cfg) -> None:
-        tc, options = cfg.train, cfg.options
-        noise_only = {"n_critic": (tc.n_critic, 1), "critic_warmup": (tc.critic_warmup, False),
-                      "clip": (tc.clip, 0.0), "gp_weight": (tc.gp_weight, 0.0), "optimizer": (tc.optimizer, "adam")}
-        for key, (value, default) in noise_only.items():
-            if value != default:
-                raise PainterError(f"config key train.{key} = {value!r} is for the from-noise architectures; "
-                                   f"{self.name} needs {default!r}")
+        options = cfg.options
+        require_train_defaults(self.name, {"n_critic": 1, "critic_warmup": False, "clip": 0.0, "gp_weight": 0.0,
+                                           "optimizer": "adam"}, cfg, "is for the from-noise architectures")
         crop = options.crop or cfg.data.resolution
         if crop % 4 or crop < 32 or crop > cfg.data.resolution:
             raise PainterError(f"config key {self.name}.crop: {options.crop} must be a multiple of 4 from 32 to "
