@@ -10,6 +10,8 @@ Suites:
                discriminator width 64) against the committed sweep's best noise GAN (DCGAN at 64 px,
                widths 32, upsampled to 256 px).
   fewshot      FastGAN at 256 px against DCGAN at 256 px native and DCGAN at 64 px upsampled.
+  sweep        every registered architecture, each in its CPU-sized form from the suites above (the
+               DCGAN family at 64 px, translation at 128 px crops, FastGAN at 256 px with widths 16).
 
 The budget is made equal in steps, not by a clock that stops a run: a short probe times each run's
 real training step on this machine (after a warm-up), and each run gets budget / seconds-per-step
@@ -19,6 +21,7 @@ cached painter run, so running the script again only redoes what changed.
 
     .venv/bin/python bench/equal_budget.py translation           # about 3 hours with the defaults
     .venv/bin/python bench/equal_budget.py fewshot --minutes 2 --workdir /tmp/fs   # a quick look
+    .venv/bin/python bench/equal_budget.py sweep --minutes 5     # about 1.5 hours
 
 Results: bench/results/equal_budget_<suite>.json (machine, probe, one case per run: steps, training
 time, SWD, its floor, the photos' SWD; merged by run name) and the report in
@@ -54,6 +57,8 @@ def translation_settings(arch: str) -> list[str]:
 
 DCGAN_64 = ["data.resolution=64", "model.g_channels=32", "model.d_channels=32", "train.log_every=50",
             "train.checkpoint_every=500"]
+FASTGAN_256 = ["model.g_channels=16", "model.d_channels=16", "train.eval_images=128", "train.log_every=10",
+               "train.checkpoint_every=100"]
 # run key -> (preset, settings); the key names the painter run (cpu-<key>) and its probe.
 SUITES = {
     "translation": {
@@ -63,13 +68,29 @@ SUITES = {
         "dcgan": ("dcgan", DCGAN_64),
     },
     "fewshot": {
-        "fastgan-256": ("fastgan", ["model.g_channels=16", "model.d_channels=16", "train.eval_images=128",
-                                    "train.log_every=10", "train.checkpoint_every=100"]),
+        "fastgan-256": ("fastgan", FASTGAN_256),
         "dcgan-256": ("dcgan", ["data.resolution=256", "model.g_channels=16", "model.d_channels=16",
                                 "train.eval_images=128", "train.log_every=10", "train.checkpoint_every=100"]),
         "dcgan": ("dcgan", DCGAN_64),
     },
+    "sweep": {
+        **{arch: (arch, DCGAN_64) for arch in ("dcgan", "sngan", "wgan-gp")},
+        # WGAN's warm-up (100 critic steps for each of the first 25 generator steps) alone takes
+        # 13 minutes on a 2-core CPU (probe: 30.9 s per warm-up step), more than a sweep's budget.
+        "wgan": ("wgan", [*DCGAN_64, "train.critic_warmup=false"]),
+        **{arch: (arch, translation_settings(arch)) for arch in ("cut", "cyclegan", "fastcut")},
+        "fastgan-256": ("fastgan", FASTGAN_256),
+    },
 }
+
+
+def check_sweep_covers_registry() -> None:
+    """The sweep is every architecture: one registered after this file was written stops it."""
+    from pipeline import archs
+
+    missing = sorted(set(archs.names()) - {preset for preset, _ in SUITES["sweep"].values()})
+    if missing:
+        raise SystemExit(f"the sweep suite has no CPU-sized run for {', '.join(missing)}: add one to SUITES")
 
 
 def resolved(key: str, preset: str, settings: list[str], data: Path, *extra: str):
@@ -122,6 +143,8 @@ def main() -> None:
     parser.add_argument("--runs", help="comma-separated run keys of the suite (default: all of them)")
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per run")
     parser.add_argument("--probe-steps", type=int, default=10)
+    parser.add_argument("--probe-only", action="store_true",
+                        help="time the runs and stop: probe on a quiet machine, then train while it is shared")
     parser.add_argument("--count", type=int, default=1000, help="images generated (and scored) per run")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--workdir", type=Path, help="default: /tmp/painter-<suite>-cpu")
@@ -137,6 +160,8 @@ def main() -> None:
     out = args.out or RESULTS / f"equal_budget_{args.suite}.json"
     report = args.report or RESULTS / f"equal_budget_{args.suite}"
     read_cases(out)  # a file that is not ours stops the benchmark before any training
+    if args.suite == "sweep":
+        check_sweep_covers_registry()
 
     from pipeline import archs
     from pipeline.devices import cpu_has_native_bf16
@@ -149,6 +174,8 @@ def main() -> None:
             probe[key] = probe_seconds_per_step(resolved(key, *suite[key], args.data), workdir, args.probe_steps)
             write_json_atomic(probe_file, probe)
         print(f"probe: {key} {probe[key]:.3f} s/step", flush=True)
+    if args.probe_only:
+        return
 
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
                "torch": __import__("torch").__version__, "device": "cpu"}
