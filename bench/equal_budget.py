@@ -143,6 +143,9 @@ def main() -> None:
     parser.add_argument("--runs", help="comma-separated run keys of the suite (default: all of them)")
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per run")
     parser.add_argument("--probe-steps", type=int, default=10)
+    parser.add_argument("--cap", type=float, default=4.0,
+                        help="stop a run after this many times the budget in training time: a guard against a "
+                             "wrong probe (raise it when the machine is shared)")
     parser.add_argument("--probe-only", action="store_true",
                         help="time the runs and stop: probe on a quiet machine, then train while it is shared")
     parser.add_argument("--count", type=int, default=1000, help="images generated (and scored) per run")
@@ -185,7 +188,7 @@ def main() -> None:
         steps = max(1, int(args.minutes * 60 / probe[key]))
         every = max(1, steps // EVALUATIONS)
         cfg = resolved(key, preset, settings, args.data, f"train.steps={steps}", f"train.eval_every={every}",
-                       f"train.sample_every={every}", f"train.max_minutes={4 * args.minutes}",
+                       f"train.sample_every={every}", f"train.max_minutes={args.cap * args.minutes}",
                        f"generate.count={args.count}", f"score.max_images={args.count}")
         print(f"\n== {cfg.run.name}: {steps} steps ({probe[key]:.3f} s each, {args.minutes:g} min)", flush=True)
         painter("run", "--until", "score", *config_args(cfg, workdir))
