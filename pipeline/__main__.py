@@ -1,3 +1,4 @@
-from .cli import main
+if __name__ == "__main__":  # not when a worker process started by spawn imports this module
+    from .cli import main
 
-main(prog_name="painter")
+    main(prog_name="painter")

@@ -1,4 +1,5 @@
-"""Reading images the way every stage needs them: RGB, square, at a given size."""
+"""Images as tensors: generator output to pixels and grids, and batches of JPEGs read on the CPU or
+the GPU (`decode.py` reads one file of any kind, for prepare)."""
 
 from __future__ import annotations
 
@@ -6,58 +7,16 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 from torchvision.utils import save_image
 
 from .artifacts import write_bytes_atomic
+from .decode import COMPETITION_SIZE
 from .progress import progress_bar
 
-COMPETITION_SIZE = 256  # Kaggle's images are, and submissions must be, 256x256
 GPU_DECODE_BATCH = 256  # JPEGs per nvJPEG call
-
-
-# Real-world folders hold grayscale, CMYK, palette and transparent images; all become RGB.
-def to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
-        # 16-bit/float grayscale: scale to 8 bits rather than clipping to white.
-        arr = np.asarray(img, dtype=np.float64)
-        span = arr.max() - arr.min() or 1.0
-        img = Image.fromarray(((arr - arr.min()) / span * 255).round().astype(np.uint8))
-    return img.convert("RGB")
-
-
-def load_rgb(path: Path, size: int) -> tuple[np.ndarray, list[str]]:
-    """Decode `path` to a size x size x 3 uint8 array; also returns what had to be changed.
-
-    Raises ValueError with a readable reason when the file is not a usable image.
-    """
-    notes = []
-    try:
-        with Image.open(path) as img:
-            img.load()  # decodes fully: truncated files fail here, not later
-            img = ImageOps.exif_transpose(img)
-            if img.mode != "RGB":
-                notes.append(f"converted {img.mode} to RGB")
-                img = to_rgb(img)
-            if img.size != (size, size):
-                if img.size != (COMPETITION_SIZE, COMPETITION_SIZE):  # downscaling those is routine
-                    notes.append(f"resized and centre-cropped from {img.size[0]}x{img.size[1]}")
-                img = ImageOps.fit(img, (size, size), Image.Resampling.LANCZOS)
-            return np.asarray(img, dtype=np.uint8).copy(), notes
-    except UnidentifiedImageError:
-        raise ValueError("not an image file") from None
-    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot decode: {exc}") from None
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

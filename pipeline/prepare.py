@@ -8,7 +8,10 @@ generate translates the 256 px photos, so both the training and the 256 px resol
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +21,8 @@ from . import archs
 from .artifacts import Workdir, require_stamp, run_stage, sha256_file, write_json_atomic, write_torch_atomic
 from .config import Config
 from .download import source_id
+from .decode import COMPETITION_SIZE, MAX_PIXELS, decode_file
 from .errors import PainterError
-from .images import COMPETITION_SIZE, load_rgb
 from .progress import progress_bar
 
 VERSION = 1
@@ -40,44 +43,68 @@ def domains(cfg: Config) -> list[str]:
     return ["paintings", "photos"] if archs.get(cfg.model.arch).consumes == "photos" else ["paintings"]
 
 
-def pack(files: list[Path], resolution: int, out: Path, log=print, desc: str | None = None) -> dict:
-    per_shard = max(1, SHARD_BYTES // (3 * resolution * resolution))
-    skipped, changed, images, sources = [], [], [], []
-    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL releases the GIL while decoding
-        results = pool.map(lambda p: _try_load(p, resolution), files)
-        for path, (array, notes, error) in progress_bar(zip(files, results), total=len(files),
-                                                desc=desc or f"prepare {resolution}px", unit="img"):
-            if error:
-                skipped.append({"file": path.name, "reason": error})
-                continue
-            if notes:
-                changed.append({"file": path.name, "changes": notes})
-            images.append(array)
-            sources.append(path.name)
-    for item in skipped:
-        log(f"  skipped {item['file']}: {item['reason']}")
-    if not images:
-        raise PainterError(f"no usable image among {len(files)} files in {files[0].parent if files else 'the source'}"
-                           " (expected RGB JPEGs such as the competition's monet_jpg/)")
+def pack(files: list[Path], resolution: int, out: Path, log=print, desc: str | None = None,
+         max_pixels: int = MAX_PIXELS, final: Path | None = None) -> dict:
+    """Decode `files` into shards in `out` with a manifest of what was packed, changed, skipped and
+    said on the way; one summary line goes to `log`, naming the manifest in `final` (where `out` is
+    moved once complete) or `out`.
 
-    shards = []
-    for start in range(0, len(images), per_shard):
-        batch = torch.from_numpy(np.stack(images[start:start + per_shard])).permute(0, 3, 1, 2).contiguous()
+    Peak memory stays bounded whatever the folder holds: each worker decodes one file at a time (at
+    most `max_pixels`, see decode.py), and only one shard's images (64 MB) are held before they are
+    written."""
+    desc = desc or f"prepare {resolution}px"
+    per_shard = max(1, SHARD_BYTES // (3 * resolution * resolution))
+    skipped, changed, warned, sources, shards, pending = [], [], [], [], [], []
+
+    def write_shard() -> None:
+        batch = torch.from_numpy(np.stack(pending)).permute(0, 3, 1, 2).contiguous()
         name = f"shard-{len(shards):05d}.pt"
         write_torch_atomic(out / name, batch)
         shards.append({"file": name, "count": len(batch), "sha256": sha256_file(out / name)})
-    manifest = {"count": len(images), "resolution": resolution, "shards": shards,
-                "sources": sources, "skipped": skipped, "changed": changed}
+        pending.clear()
+
+    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1), mp_context=_worker_context()) as pool:
+        results = pool.map(decode_file, files, repeat(resolution), repeat(max_pixels), chunksize=8)
+        for path, decoded in progress_bar(zip(files, results), total=len(files), desc=desc, unit="img"):
+            if decoded.messages:
+                warned.append({"file": path.name, "messages": decoded.messages})
+            if decoded.error:
+                skipped.append({"file": path.name, "reason": decoded.error})
+                continue
+            if decoded.notes:
+                changed.append({"file": path.name, "changes": decoded.notes})
+            pending.append(decoded.array)
+            sources.append(path.name)
+            if len(pending) == per_shard:
+                write_shard()
+    if not sources:
+        raise PainterError(f"no usable image among {len(files)} files in {files[0].parent if files else 'the source'}"
+                           " (expected RGB JPEGs such as the competition's monet_jpg/)")
+    if pending:
+        write_shard()
+    manifest = {"count": len(sources), "resolution": resolution, "shards": shards, "sources": sources,
+                "skipped": skipped, "changed": changed, "warnings": warned, "max_pixels": max_pixels}
     write_json_atomic(out / "manifest.json", manifest)
-    return {"count": len(images), "resolution": resolution, "skipped": len(skipped)}
+    log(summary_line(desc, manifest, final or out))
+    return {"count": len(sources), "resolution": resolution, "skipped": len(skipped)}
 
 
-def _try_load(path: Path, resolution: int):
-    try:
-        array, notes = load_rgb(path, resolution)
-        return array, notes, None
-    except ValueError as exc:
-        return None, None, str(exc)
+def summary_line(desc: str, manifest: dict, folder: Path) -> str:
+    """'prepare 64px: 312 packed, 4 skipped (a.jpg, b.png, c.tif, ...), 2 with warnings: see .../manifest.json'"""
+    line = f"{desc}: {manifest['count']} packed"
+    if manifest["skipped"]:
+        names = [item["file"] for item in manifest["skipped"]]
+        line += f", {len(names)} skipped ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+    if manifest["warnings"]:
+        line += f", {len(manifest['warnings'])} with warnings"
+    if manifest["skipped"] or manifest["warnings"] or manifest["changed"]:
+        line += f": see {folder / 'manifest.json'}"
+    return line
+
+
+def _worker_context():
+    """fork where the platform has it (no re-import of torch in each worker); spawn elsewhere."""
+    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
 def load_shards(folder: Path, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -113,8 +140,9 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict[str
                       "download": {"fingerprint": raw_stamp["fingerprint"]}}
             if domain != "paintings":
                 inputs["domain"] = domain
+            shards = shards_dir(cfg, wd, resolution, domain)
             stamps[domain][resolution] = run_stage(
-                f"{name} {resolution}px", shards_dir(cfg, wd, resolution, domain), inputs,
-                lambda out, r=resolution, f=files, n=name: pack(f, r, out, log, desc=f"{n} {r}px"),
+                f"{name} {resolution}px", shards, inputs,
+                lambda out, r=resolution, f=files, n=name, d=shards: pack(f, r, out, log, desc=f"{n} {r}px", final=d),
                 force=force, log=log)
     return stamps

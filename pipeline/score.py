@@ -25,7 +25,8 @@ from .config import Config
 from .download import source_id
 from .errors import PainterError
 from .generate import images_dir
-from .images import COMPETITION_SIZE, load_rgb, read_jpegs, save_grid
+from .decode import load_rgb
+from .images import COMPETITION_SIZE, read_jpegs, save_grid
 from .metrics.inception import FeatureCache, find_weights, inception_scores
 from .metrics.nearest import nearest_pairs, save_pairs_png
 from .metrics.swd import sliced_wasserstein_distance

@@ -1,5 +1,8 @@
 import io
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +11,9 @@ from PIL import Image
 
 from pipeline import prepare
 from pipeline.errors import PainterError
+
+from . import odd_files
+from .conftest import REPO
 
 
 def save(img: Image.Image, path, fmt="JPEG"):
@@ -95,3 +101,62 @@ def test_no_usable_image_is_an_error(tmp_path):
     (folder / "a.jpg").write_text("nope")
     with pytest.raises(PainterError, match="no usable image among 1 files"):
         prepare.pack([folder / "a.jpg"], 64, tmp_path)
+
+
+def test_every_odd_file_is_packed_or_skipped_with_its_reason_and_the_terminal_gets_one_line(tmp_path):
+    """A real `painter prepare` subprocess over a folder of every kind of odd file: the decoders'
+    warnings and libtiff's own stderr go into the manifest, not onto the terminal."""
+    expected = odd_files.build(tmp_path / "source" / "monet_jpg")
+    env = dict(os.environ, PYTHONPATH=str(REPO), PAINTER_WORKDIR=str(tmp_path / "work"), OMP_NUM_THREADS="1")
+    args = ["--config", str(REPO / "configs" / "dcgan.toml"), "--source", str(tmp_path / "source"),
+            "--set", "data.resolution=32"]
+    for stage in ("download", "prepare"):
+        done = subprocess.run([sys.executable, "-m", "pipeline", stage, *args], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    lines = (done.stdout + done.stderr).splitlines()
+    for resolution in (32, 256):
+        manifest_path = next((tmp_path / "work" / "shards").glob(f"*-{resolution}px/manifest.json"))
+        manifest = json.loads(manifest_path.read_text())
+        packed, skipped = manifest["sources"], {item["file"]: item["reason"] for item in manifest["skipped"]}
+        assert sorted(packed + list(skipped)) == sorted(expected)   # every file accounted for, once
+        changes = {item["file"]: " ".join(item["changes"]) for item in manifest["changed"]}
+        messages = {item["file"]: " ".join(item["messages"]) for item in manifest["warnings"]}
+        for name, (outcome, phrase) in expected.items():
+            if outcome == "packed":
+                assert name in packed, f"{name}: {skipped.get(name)}"
+            elif outcome == "skipped":
+                assert name in skipped, name
+            if phrase:
+                said = f"{changes.get(name, '')} {skipped.get(name, '')} {messages.get(name, '')}"
+                assert phrase in said, f"{name}: {said!r}"
+        assert all(":" in reason for name, reason in skipped.items() if expected[name][1] is None)
+        summary = [line for line in lines if line.startswith(f"prepare {resolution}px:") and "packed" in line]
+        assert summary == [f"prepare {resolution}px: {len(packed)} packed, {len(skipped)} skipped "
+                           f"({', '.join(sorted(skipped)[:3])}, ...), {len(messages)} with warnings: "
+                           f"see {manifest_path}"]
+    assert not [line for line in lines if "ZIPDecode" in line or "Warning" in line or "Traceback" in line]
+    assert len(lines) < 30, "\n".join(lines)
+
+    images = prepare.load_shards(next((tmp_path / "work" / "shards").glob("*-32px")))
+    assert images.shape == (len(json.loads(next((tmp_path / "work" / "shards").glob("*-32px/manifest.json"))
+                                           .read_text())["sources"]), 3, 32, 32)
+
+
+def test_large_jpegs_are_read_at_reduced_size_and_other_formats_refused_above_the_limit(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    gradient = np.linspace(0, 255, 1024, dtype=np.uint8)
+    big = Image.fromarray(np.stack([np.tile(gradient, (1024, 1))] * 3, axis=-1))
+    save(big, folder / "a.jpg")
+    save(big, folder / "b.png", "PNG")
+    out = tmp_path / "shards"
+    out.mkdir()
+    prepare.pack(sorted(folder.iterdir()), 64, out, max_pixels=512 * 512)   # the JPEG decodes at 1/2 scale
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sources"] == ["a.jpg"] and manifest["max_pixels"] == 512 * 512
+    assert manifest["skipped"] == [{"file": "b.png", "reason": "too large: 1024x1024 pixels, above the limit of "
+                                    "262,144 (only JPEGs are read at reduced size)"}]
+    (out / "_stamp.json").write_text("{}")
+    row = prepare.load_shards(out)[0, 0, 32].float()
+    assert row[0] < 20 and row[-1] > 235 and (row[1:] >= row[:-1] - 2).all()   # still the gradient
