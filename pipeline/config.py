@@ -91,6 +91,8 @@ class TrainConfig:
     eval_images: int = option(256, min=16, max=10_000, help="generated images (and paintings) per evaluation")
     max_minutes: float = option(0.0, min=0.0, help="stop training after this many minutes of training steps "
                                                    "(an equal wall-clock budget); 0 = only train.steps")
+    tensorboard: bool = option(False, help="also write metrics.csv's rows and the sample grids as TensorBoard "
+                                           "events in <run>/train/tensorboard/ (needs the tensorboard extra)")
 
 
 @dataclass

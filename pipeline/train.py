@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from . import archs, prepare
+from . import archs, prepare, tensorboard_log
 from .artifacts import (Workdir, clear_folder, fingerprint, read_stamp, require_stamp, run_stage, write_json_atomic,
                         write_torch_atomic)
 from .config import Config
@@ -212,7 +212,9 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
     bar = progress_bar(range(start_step, tc.steps), initial=start_step, total=tc.steps, desc="train", unit="step",
                disable=not process.main)
     with _stop_on_signals() as caught, open(metrics_path, "a", newline="") if process.main else \
-            open(os.devnull, "w") as metrics_file:
+            open(os.devnull, "w") as metrics_file, \
+            tensorboard_log.Board(out, enabled=tc.tensorboard and process.main, resumed_step=start_step,
+                                  eval_fields=EVAL_FIELDS) as board:
         writer = csv.DictWriter(metrics_file, fields)
         done, stopped = start_step, None
         for step in bar:
@@ -245,10 +247,14 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
                     row.update(evaluate(done))
                 writer.writerow(row)
                 metrics_file.flush()
+                board.row(row)
+                board.flush()
                 bar.set_postfix(loss_d=row["loss_d"], loss_g=row["loss_g"], img_s=row["img_per_s"], refresh=False)
                 window_start, window_images = now, 0
             if process.main and done % tc.sample_every == 0:
-                save_grid(trainer.samples(), out / "samples" / f"step_{done:06d}.png")
+                grid = out / "samples" / f"step_{done:06d}.png"
+                save_grid(trainer.samples(), grid)
+                board.image(grid, done)
             if out_of_time:
                 if stop_for is not None:  # rank 0, which decided
                     stopped = stop_for[0]
@@ -327,10 +333,14 @@ def shard_folders(cfg: Config, wd: Workdir, resolution: int) -> dict[str, Path]:
 
 
 def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
+    if cfg.train.tensorboard:
+        tensorboard_log.require()  # before anything is trained or written
     shards = shard_folders(cfg, wd, cfg.data.resolution)
     shard_stamps = {domain: require_stamp(folder, "shards" if domain == "paintings" else "photo shards",
                                           "painter prepare") for domain, folder in shards.items()}
-    inputs = {"version": VERSION, "model": cfg.section("model"), "train": cfg.section("train"),
+    # TensorBoard only watches: switching it on or off neither re-trains nor restarts a run.
+    train_keys = {key: value for key, value in cfg.section("train").items() if key != "tensorboard"}
+    inputs = {"version": VERSION, "model": cfg.section("model"), "train": train_keys,
               "shards": {"fingerprint": shard_stamps["paintings"]["fingerprint"]}}
     if cfg.options is not None:
         inputs[cfg.model.arch] = cfg.section(cfg.model.arch)
