@@ -11,10 +11,9 @@ import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from itertools import repeat
+from collections import deque
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import archs
@@ -27,6 +26,7 @@ from .progress import progress_bar
 
 VERSION = 1
 SHARD_BYTES = 64 << 20      # keeps each file small enough to load, verify and copy quickly
+IN_FLIGHT = 32              # files handed to the decoding workers ahead of the one being packed
 FOLDERS = {"paintings": "monet_jpg", "photos": "photo_jpg"}  # each domain's folder in the competition's layout
 
 
@@ -50,22 +50,25 @@ def pack(files: list[Path], resolution: int, out: Path, log=print, desc: str | N
     moved once complete) or `out`.
 
     Peak memory stays bounded whatever the folder holds: each worker decodes one file at a time (at
-    most `max_pixels`, see decode.py), and only one shard's images (64 MB) are held before they are
-    written."""
+    most `max_pixels`, see decode.py), and the images go straight into one shard's buffer (64 MB),
+    written when full."""
     desc = desc or f"prepare {resolution}px"
     per_shard = max(1, SHARD_BYTES // (3 * resolution * resolution))
-    skipped, changed, warned, sources, shards, pending = [], [], [], [], [], []
+    skipped, changed, warned, sources, shards = [], [], [], [], []
+    shard = torch.empty((per_shard, 3, resolution, resolution), dtype=torch.uint8)  # filled in place
+    filled = 0
 
     def write_shard() -> None:
-        batch = torch.from_numpy(np.stack(pending)).permute(0, 3, 1, 2).contiguous()
+        nonlocal filled
         name = f"shard-{len(shards):05d}.pt"
-        write_torch_atomic(out / name, batch)
-        shards.append({"file": name, "count": len(batch), "sha256": sha256_file(out / name)})
-        pending.clear()
+        # a slice would save the whole buffer's storage: the last, partial shard is copied out
+        write_torch_atomic(out / name, shard if filled == per_shard else shard[:filled].clone())
+        shards.append({"file": name, "count": filled, "sha256": sha256_file(out / name)})
+        filled = 0
 
     with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1), mp_context=_worker_context()) as pool:
-        results = pool.map(decode_file, files, repeat(resolution), repeat(max_pixels), chunksize=8)
-        for path, decoded in progress_bar(zip(files, results), total=len(files), desc=desc, unit="img"):
+        results = _decoded_in_order(pool, files, resolution, max_pixels)
+        for path, decoded in progress_bar(results, total=len(files), desc=desc, unit="img"):
             if decoded.messages:
                 warned.append({"file": path.name, "messages": decoded.messages})
             if decoded.error:
@@ -73,14 +76,15 @@ def pack(files: list[Path], resolution: int, out: Path, log=print, desc: str | N
                 continue
             if decoded.notes:
                 changed.append({"file": path.name, "changes": decoded.notes})
-            pending.append(decoded.array)
+            shard[filled] = torch.from_numpy(decoded.array).permute(2, 0, 1)
+            filled += 1
             sources.append(path.name)
-            if len(pending) == per_shard:
+            if filled == per_shard:
                 write_shard()
     if not sources:
         raise PainterError(f"no usable image among {len(files)} files in {files[0].parent if files else 'the source'}"
                            " (expected RGB JPEGs such as the competition's monet_jpg/)")
-    if pending:
+    if filled:
         write_shard()
     manifest = {"count": len(sources), "resolution": resolution, "shards": shards, "sources": sources,
                 "skipped": skipped, "changed": changed, "warnings": warned, "max_pixels": max_pixels}
@@ -100,6 +104,20 @@ def summary_line(desc: str, manifest: dict, folder: Path) -> str:
     if manifest["skipped"] or manifest["warnings"] or manifest["changed"]:
         line += f": see {folder / 'manifest.json'}"
     return line
+
+
+def _decoded_in_order(pool: ProcessPoolExecutor, files: list[Path], resolution: int, max_pixels: int):
+    """(path, Decoded) in the order of `files`, with at most IN_FLIGHT files submitted and not yet
+    taken: Executor.map would submit them all, and decoded images would pile up whenever writing a
+    shard falls behind the workers."""
+    waiting: deque = deque()
+    for path in files:
+        waiting.append((path, pool.submit(decode_file, path, resolution, max_pixels)))
+        if len(waiting) == IN_FLIGHT:
+            path, future = waiting.popleft()
+            yield path, future.result()
+    for path, future in waiting:
+        yield path, future.result()
 
 
 def _worker_context():
