@@ -28,7 +28,6 @@ import csv
 import datetime as dt
 import itertools
 import json
-import os
 import random
 import re
 import subprocess
@@ -46,8 +45,8 @@ from torchvision import transforms
 
 # train_throughput sits beside this file (sys.path[0] when run as a script) and puts the repository
 # first on sys.path, so the `pipeline` imported below is this checkout's.
-from train_throughput import (add_common_arguments, cpu_model, painter_rate, read_cases, warmup_steps,
-                              write_json_atomic)
+from train_throughput import (add_common_arguments, device_label, machine_info, painter_rate, read_cases,
+                              warmup_steps, write_json_atomic)
 
 from pipeline import download, prepare, train
 from pipeline.archs.nets import ImagePool, PatchDiscriminator, ResnetGenerator
@@ -409,7 +408,8 @@ def main(argv=None) -> None:
         raise SystemExit("--steps must be at least 2: one warm-up step and one timed step")
     device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     previous_cases = read_cases(args.out)
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "device": device_name}
+    machine = machine_info(device_name)
+    device_name = device_label(device_name)
 
     with tempfile.TemporaryDirectory(prefix="painter-bench-") as tmp:
         args.scratch = Path(tmp)

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from train_throughput import cpu_model, read_cases, write_json_atomic  # noqa: E402
+from train_throughput import machine_info, read_cases, write_json_atomic  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results"
@@ -167,7 +167,6 @@ def main() -> None:
         check_sweep_covers_registry()
 
     from pipeline import archs
-    from pipeline.devices import cpu_has_native_bf16
 
     workdir.mkdir(parents=True, exist_ok=True)
     probe_file = workdir / "probe.json"
@@ -180,8 +179,7 @@ def main() -> None:
     if args.probe_only:
         return
 
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
-               "torch": __import__("torch").__version__, "device": "cpu"}
+    machine = machine_info("cpu")
     cases = []
     for key in keys:
         preset, settings = suite[key]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from pipeline.config import load_config  # noqa: E402
 from pipeline.generate import load_generator  # noqa: E402
 from pipeline.images import save_grid  # noqa: E402
 from pipeline.metrics.swd import sliced_wasserstein_distance  # noqa: E402
-from train_throughput import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
+from train_throughput import machine_info  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "bench" / "results"
@@ -102,8 +101,7 @@ def main() -> None:
     runs.sort(key=lambda r: r["swd"])
     write_json_atomic(RESULTS / "quality.json", {
         "benchmark": "quality", "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-                    "device": train.resolve_device(args.device).type},
+        "machine": machine_info(train.resolve_device(args.device).type),
         "data": "300 Monet paintings (gan-getting-started monet_jpg)", "resolution": 64,
         "budget_images_seen": args.budget, "settings": SETTINGS,
         "swd": f"x1e3 at 64 px (levels 64, 32, 16), {CHUNK} vs {CHUNK} images; runs: mean +- std over chunks",

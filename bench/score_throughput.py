@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -41,10 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.config import ScoreConfig  # noqa: E402
+from pipeline.devices import autocast_dtype  # noqa: E402
 from pipeline.generate import write_images  # noqa: E402
 from pipeline.metrics import inception  # noqa: E402
 from pipeline import archs  # noqa: E402
-from train_throughput import cpu_model, read_cases, write_json_atomic  # noqa: E402
+from train_throughput import device_label, machine_info, read_cases, write_json_atomic  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_OUT = REPO / "bench" / "results" / "score_throughput.json"
@@ -175,7 +175,8 @@ def main(argv=None) -> None:
     if not 2 <= args.score_count <= args.count:
         raise SystemExit("--score-count must be between 2 and --count")
     previous_cases = read_cases(args.out)
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "device": device_name}
+    machine = machine_info(device_name)
+    device_name = device_label(device_name)
     if args.inception_weights:
         inception.check_weights_file(args.inception_weights.resolve(), "--inception-weights")
 
@@ -212,6 +213,8 @@ def main(argv=None) -> None:
         "device": device_name, "count": args.count, "score_count": args.score_count, "n_real": n_real,
         "generate": {"painter_img_per_s": round(rate["painter"], 1), "naive_img_per_s": round(rate["naive"], 1),
                      "ratio": round(rate["painter"] / rate["naive"], 3),
+                     "painter_precision": str(autocast_dtype(device) or torch.float32).removeprefix("torch."),
+                     "naive_precision": "float32",
                      "model": f"dcgan {RESOLUTION}px, {CHANNELS} channels, batch {BATCH}, JPEG quality {QUALITY}"},
         "score": {"painter_warm_img_per_s": round(args.score_count / warm_s, 2),
                   "painter_cold_img_per_s": round(args.score_count / cold_s, 2),

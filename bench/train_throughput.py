@@ -142,6 +142,8 @@ def painter_side(args) -> dict:
     result = painter_rate(metrics_csv, warmup, args.steps, args.batch)
     # What painter actually ran with, so numbers stay interpretable when its defaults change.
     result["painter_config"] = {name: _as_dict(getattr(cfg, name, None)) for name in ("model", "train")}
+    summary = args.scratch / "painter-workdir" / "runs" / cfg.run.name / "train" / "summary.json"
+    result["precision"] = json.loads(summary.read_text())["precision"]
     return result
 
 
@@ -298,6 +300,34 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The CPU features that decide how fast torch runs there: bf16 autocast is only fast with native bf16.
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def device_label(device_name: str) -> str:
+    """A case's device: the GPU's name, or the CPU with whether it has native bf16 (results differ)."""
+    if device_name != "cpu":
+        return device_name
+    from pipeline.devices import cpu_has_native_bf16
+
+    return "cpu, native bf16" if cpu_has_native_bf16() else "cpu, no native bf16"
+
+
+def machine_info(device_name: str) -> dict:
+    """The machine a result came from, for every benchmark's JSON."""
+    import torch
+
+    from pipeline.devices import cpu_has_native_bf16
+
+    try:
+        present = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        present = set()
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+            "cpu_flags": [flag for flag in SPEED_FLAGS if flag in present], "torch": torch.__version__,
+            "device": device_name}
+
+
 def read_cases(out: Path) -> list[dict]:
     """Cases already in the results file; checked before any training so a bad file costs nothing."""
     if not out.exists():
@@ -389,7 +419,7 @@ def main(argv=None) -> None:
     device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda, but CUDA is not available here")
-    device_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    device_name = device_label(torch.cuda.get_device_name(0) if device == "cuda" else "cpu")
     flags = {64: args.steps_64, 256: args.steps_256}
     steps = {res: flags[res] if flags.get(res) is not None else DEFAULT_STEPS[device][res]
              for res in args.resolutions}
@@ -397,7 +427,7 @@ def main(argv=None) -> None:
         raise SystemExit("each resolution needs at least 2 steps: one warm-up step and one timed step")
     check_painter_config(args, steps, device)
     previous_cases = read_cases(args.out)
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "device": device_name}
+    machine = machine_info(device_name)
 
     cases = []
     with tempfile.TemporaryDirectory(prefix="painter-bench-") as tmp:
@@ -415,6 +445,7 @@ def main(argv=None) -> None:
                 "painter_img_per_s": round(painter["img_per_s"], 2),
                 "reference_img_per_s": round(reference["img_per_s"], 2),
                 "ratio": round(painter["img_per_s"] / reference["img_per_s"], 3),
+                "painter_precision": painter["precision"], "reference_precision": "float32",
                 "channels": args.channels, "latent_dim": LATENT_DIM, "warmup_steps": warmup_steps(steps[res]),
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "machine": machine,  # cases from other machines keep theirs after a merge
