@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from collections import deque
 from pathlib import Path
@@ -66,7 +68,8 @@ def pack(files: list[Path], resolution: int, out: Path, log=print, desc: str | N
         shards.append({"file": name, "count": filled, "sha256": sha256_file(out / name)})
         filled = 0
 
-    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1), mp_context=_worker_context()) as pool:
+    with ProcessPoolExecutor(max_workers=min(4, os.cpu_count() or 1), mp_context=_worker_context(),
+                             initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
         results = _decoded_in_order(pool, files, resolution, max_pixels)
         for path, decoded in progress_bar(results, total=len(files), desc=desc, unit="img"):
             if decoded.messages:
@@ -118,6 +121,17 @@ def _decoded_in_order(pool: ProcessPoolExecutor, files: list[Path], resolution: 
             yield path, future.result()
     for path, future in waiting:
         yield path, future.result()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In each worker: exit once prepare is gone. A prepare killed with -9 cannot stop its workers,
+    and they would otherwise wait for work forever."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _worker_context():
