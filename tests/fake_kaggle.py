@@ -120,6 +120,15 @@ Fault injection (per endpoint queue, consumed in order, before credentials are c
     server.fail("*", 500)                                  # whatever request comes next
     server.truncate("gan-getting-started.zip", times=1)    # full Content-Length, half the bytes, close
 
+Stalls, to catch a client mid-request (a kill test SIGKILLs it then)::
+
+    stall = server.stall("images.zip")   # next GET of that file: headers and half the body, then hold
+    stall.reached.wait(30)               # the partial answer is out; the connection is held open
+    stall.release.set()                  # send the rest (stop() releases every stall too)
+
+A stall applies to the answer the endpoint would give anyway (an RPC is handled, its state change
+made, before the stall holds its reply); ``after_bytes`` sets how much of the body goes out first.
+
 Endpoint names are RPC method names (case-insensitive; "Service/Method" also works), served file
 names, "upload" or "*". Unknown endpoints answer 404 ``{"code": 404, "message": "fake Kaggle has no
 endpoint ..."}`` naming the endpoint, so a missing piece is obvious; ``server.errors`` holds the
@@ -214,6 +223,17 @@ class _Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     send_bytes: int | None = None  # send only that many body bytes, then close (truncation)
+    stall: "Stall | None" = None   # send stall.after_bytes of the body, hold until released, then the rest
+
+
+@dataclass
+class Stall:
+    """One held answer (FakeKaggle.stall): `reached` is set once its first bytes are out,
+    `release` lets the rest go."""
+    after_bytes: int | None = None  # None: half the body
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    timeout: float = 60.0           # a forgotten stall ends by itself
 
 
 def _now_iso() -> str:
@@ -261,6 +281,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = response.body if response.send_bytes is None else response.body[:response.send_bytes]
         try:
+            stall = response.stall
+            if stall is not None:  # outside the server's lock: other requests go on meanwhile
+                first = len(body) // 2 if stall.after_bytes is None else min(stall.after_bytes, len(body))
+                self.wfile.write(body[:first])
+                self.wfile.flush()
+                stall.reached.set()
+                stall.release.wait(stall.timeout)
+                body = body[first:]
             self.wfile.write(body)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
@@ -287,6 +315,8 @@ class FakeKaggle:
         self.log: list[Call] = []
         self.errors: list[str] = []
         self._faults: dict[str, list[Fault]] = {}
+        self._stalls: dict[str, list[Stall]] = {}
+        self._all_stalls: list[Stall] = []
         self._files: dict[str, tuple[bytes, str, float]] = {}  # path -> (bytes, content type, mtime)
         self._ids = itertools.count(1001)
 
@@ -316,6 +346,8 @@ class FakeKaggle:
         return self
 
     def stop(self) -> None:
+        for stall in self._all_stalls:
+            stall.release.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -428,6 +460,15 @@ class FakeKaggle:
             self._faults.setdefault(file_name.lower(), []).extend(
                 Fault(status=200, truncate=True, keep=keep) for _ in range(times))
 
+    def stall(self, endpoint: str, *, after_bytes: int | None = None, timeout: float = 60.0) -> Stall:
+        """Hold the next answer of `endpoint` (RPC method name, served file name, "upload" or "*")
+        after its headers and `after_bytes` of its body (default: half) until `.release` is set."""
+        stall = Stall(after_bytes=after_bytes, timeout=timeout)
+        with self.lock:
+            self._stalls.setdefault(endpoint.lower(), []).append(stall)
+            self._all_stalls.append(stall)
+        return stall
+
     def clear_faults(self) -> None:
         with self.lock:
             self._faults.clear()
@@ -499,6 +540,10 @@ class FakeKaggle:
                 response = self._error(500, "fake Kaggle crashed: " + tb.strip().splitlines()[-1])
             call.status = response.status
             self.log.append(call)
+            for name in (call.endpoint.lower(), "*"):
+                if self._stalls.get(name) and h.command != "HEAD":
+                    response.stall = self._stalls[name].pop(0)
+                    break
         return response
 
     @staticmethod

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 
@@ -176,6 +177,22 @@ def test_always_truncated_download_fails_after_5_retries(server, api, tmp_path, 
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         api.competition_download_files(COMPETITION, path=str(tmp_path), quiet=True)
     assert len(server.calls(f"{COMPETITION}.zip")) == 6
+
+
+def test_a_stalled_download_holds_half_the_file_until_released(server, api, tmp_path):
+    stall = server.stall(f"{COMPETITION}.zip", after_bytes=1000)
+    download = threading.Thread(target=api.competition_download_files, args=(COMPETITION,),
+                                kwargs={"path": str(tmp_path), "quiet": True})
+    download.start()
+    assert stall.reached.wait(30)
+    download.join(0.3)
+    assert download.is_alive()  # held mid-download...
+    assert [(r.team_name, r.score) for r in api.competition_leaderboard_view(COMPETITION)] == LEADERBOARD
+    assert server.endpoints() == ["DownloadDataFiles", f"{COMPETITION}.zip", "GetLeaderboard"]  # ...others go on
+    stall.release.set()
+    download.join(30)
+    assert (tmp_path / f"{COMPETITION}.zip").read_bytes() == COMP_ZIP  # the rest followed on the same answer
+    assert len(server.calls(f"{COMPETITION}.zip")) == 1
 
 
 def test_leaderboard_view(server, api):
