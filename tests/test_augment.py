@@ -271,6 +271,7 @@ def test_random_hflip_each_image_kept_or_mirrored():
 # --- CUDA ---------------------------------------------------------------------------------
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
 def test_cuda_matches_rules():
     torch.manual_seed(13)

@@ -189,6 +189,7 @@ def test_rejects_non_uint8_images():
         descriptors(torch.zeros(1, 3, 32, 32))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(monet):
     real, other = monet

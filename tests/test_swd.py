@@ -193,6 +193,7 @@ def test_invalid_batch_size_raises():
         sliced_wasserstein_distance(images, images, batch_size=0)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     gen = torch.Generator().manual_seed(2)

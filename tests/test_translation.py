@@ -299,6 +299,7 @@ def test_two_processes_under_torchrun_train_one_translation_model(arch, painter,
     assert summary["world_size"] == 2 and summary["ranks_in_sync"]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("arch", TRANSLATION)
 def test_cuda_step_in_mixed_precision_and_channels_last(arch):

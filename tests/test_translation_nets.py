@@ -352,6 +352,7 @@ def test_image_pool_empty_state_round_trip():
         ImagePool(4).load_state_dict(state)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_random_draws_on_cuda_with_cpu_or_cuda_generators():
     feats = [torch.randn(2, 4, 8, 8, device="cuda")]
