@@ -220,7 +220,8 @@ class PatchSampler(nn.Module):
                 ids = ids.to(feat.device)
             else:
                 ids = patch_ids[index].to(feat.device)
-            x = mlp(rows[:, ids, :].flatten(0, 1))  # (B*P) x features, image-major
+            # normalised in fp32: in fp16 the sum of squares of 256 features overflows to inf
+            x = mlp(rows[:, ids, :].flatten(0, 1)).float()  # (B*P) x features, image-major
             samples.append(x / (x.norm(dim=1, keepdim=True) + 1e-7))
             ids_used.append(ids)
         return samples, ids_used
