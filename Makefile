@@ -12,7 +12,15 @@ SOURCE ?=
 SOURCE_SET := $(if $(SOURCE),--set data.source=$(SOURCE))
 ARGS ?=
 
-.PHONY: setup demo all test sweep download prepare train generate score submit leaderboard
+# The PyTorch a Kaggle kernel runs painter on (its image's torch, with the matching torchvision), in
+# a virtual environment of its own: `make test-kaggle` before any change to the kernel.
+KAGGLE_PYTHON ?= python3.11
+KAGGLE_TORCH ?= 2.10.0
+KAGGLE_TORCHVISION ?= 0.25.0
+KAGGLE_VENV := .venv-kaggle
+KAGGLE_INSTALLED := $(KAGGLE_VENV)/.installed-$(KAGGLE_TORCH)
+
+.PHONY: setup demo all test test-kaggle sweep download prepare train generate score submit leaderboard
 
 setup: $(INSTALLED)
 
@@ -36,6 +44,18 @@ sweep: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest -q --durations=15 $(ARGS)
+
+$(KAGGLE_INSTALLED): pyproject.toml
+	@test -x $(KAGGLE_VENV)/bin/python || $(KAGGLE_PYTHON) -m venv $(KAGGLE_VENV)
+	$(KAGGLE_VENV)/bin/python -m pip install --upgrade pip
+	$(KAGGLE_VENV)/bin/python -m pip install 'torch==$(KAGGLE_TORCH)' 'torchvision==$(KAGGLE_TORCHVISION)'
+	$(KAGGLE_VENV)/bin/python -m pip install -e '.[test]'
+	$(KAGGLE_VENV)/bin/python -c "import torch, torchvision; assert torch.__version__.startswith('$(KAGGLE_TORCH)'), torch.__version__; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	@touch $@
+
+# The whole suite under Kaggle's torch (not in CI: it does not fit beside `make test`).
+test-kaggle: $(KAGGLE_INSTALLED)
+	$(KAGGLE_VENV)/bin/python -m pytest -q --durations=15 $(ARGS)
 
 # One target per stage; each runs the stages before it first (those are skipped when up to date).
 download: $(INSTALLED)
