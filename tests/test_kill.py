@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -101,7 +102,9 @@ def spawn(tmp_path):
     def start(*args: str, pause: str | None = None, env: dict | None = None) -> subprocess.Popen:
         env = dict(os.environ if env is None else env, PYTHONPATH=os.pathsep.join([str(PAUSE_HOOK), str(REPO)]),
                    PAINTER_WORKDIR=str(tmp_path / "work"), PAINTER_SUBMISSIONS=str(tmp_path / "submissions"),
-                   PAINTER_TEST_PAUSED=str(tmp_path / "paused"), OMP_NUM_THREADS="1")
+                   PAINTER_TEST_PAUSED=str(tmp_path / "paused"),
+                   # the reference runs in this process: another thread count sums in another order
+                   OMP_NUM_THREADS=str(torch.get_num_threads()))
         env.pop("PAINTER_INCEPTION_WEIGHTS", None)
         if pause:
             env["PAINTER_TEST_PAUSE"] = pause
