@@ -81,6 +81,8 @@ def load_rgb(path: Path, size: int, max_pixels: int = MAX_PIXELS) -> tuple[np.nd
             return np.asarray(img, dtype=np.uint8).copy(), notes
     except UnidentifiedImageError:
         raise NotUsable("not an image file") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, where decode_file has not lifted it
+        raise NotUsable(f"too large ({exc})") from None
     except (OSError, SyntaxError) as exc:
         raise NotUsable(f"cannot decode ({type(exc).__name__}: {exc})") from None
 
@@ -98,7 +100,7 @@ def decode_file(path: Path, size: int, max_pixels: int = MAX_PIXELS) -> Decoded:
     """`load_rgb` that never raises for a bad file: any exception a decoder raises becomes the reason
     the file is skipped, and its warnings and stderr output are kept as messages. Call it in a process
     of its own (prepare's workers): it redirects the process's stderr while it decodes."""
-    Image.MAX_IMAGE_PIXELS = None  # the size check above replaces Pillow's, after draft mode
+    Image.MAX_IMAGE_PIXELS = None  # load_rgb's max_pixels replaces Pillow's limit, checked after draft mode
     with tempfile.TemporaryFile() as captured, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sys.stderr.flush()

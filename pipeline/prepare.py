@@ -12,8 +12,8 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -21,8 +21,8 @@ import torch
 from . import archs
 from .artifacts import Workdir, require_stamp, run_stage, sha256_file, write_json_atomic, write_torch_atomic
 from .config import Config
-from .download import source_id
 from .decode import COMPETITION_SIZE, MAX_PIXELS, decode_file
+from .download import source_id
 from .errors import PainterError
 from .progress import progress_bar
 

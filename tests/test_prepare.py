@@ -160,3 +160,13 @@ def test_large_jpegs_are_read_at_reduced_size_and_other_formats_refused_above_th
     (out / "_stamp.json").write_text("{}")
     row = prepare.load_shards(out)[0, 0, 32].float()
     assert row[0] < 20 and row[-1] > 235 and (row[1:] >= row[:-1] - 2).all()   # still the gradient
+
+
+def test_a_bomb_read_in_this_process_is_not_usable_rather_than_a_traceback(tmp_path):
+    """score reads paintings with load_rgb in its own process, where Pillow's bomb limit still holds."""
+    from pipeline.decode import NotUsable, load_rgb
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(odd_files._png_claiming(100_000, 100_000))
+    with pytest.raises(NotUsable, match="too large"):
+        load_rgb(bomb, 64)
