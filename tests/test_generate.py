@@ -29,6 +29,15 @@ def test_images_do_not_depend_on_batch_size_and_are_valid_jpegs(tmp_path):
     assert len(set(a.values())) == 20  # one noise vector per image
 
 
+def test_on_a_cpu_the_generator_sees_small_batches_whatever_the_setting(tmp_path):
+    """A translation generator at 256 px holds tens of MB per image: 250 at once took 15 GB."""
+    g = tiny_generator()
+    seen = []
+    g.register_forward_hook(lambda module, args, output: seen.append(len(output)))
+    generate.write_images(g, tmp_path, 40, 0, 250, 90, torch.device("cpu"), log=lambda _: None)
+    assert seen == [16, 16, 8] and len(files_of(tmp_path)) == 40
+
+
 def test_jpeg_quality_is_applied(tmp_path):
     g = tiny_generator()
     sizes, tables = {}, {}
