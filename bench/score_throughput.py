@@ -185,8 +185,9 @@ def main(argv=None) -> None:
         torch.manual_seed(0)
         generator = archs.get("dcgan").build_generator(RESOLUTION, {"latent_dim": LATENT_DIM, "channels": CHANNELS}).to(device).eval()
         # One untimed warm-up batch each, so neither side pays for lazy initialisation.
-        time_generate("painter", generator, scratch / "warm-painter", BATCH, device)
-        time_generate("naive", generator, scratch / "warm-naive", BATCH, device)
+        warm_up = min(BATCH, args.count)
+        time_generate("painter", generator, scratch / "warm-painter", warm_up, device)
+        time_generate("naive", generator, scratch / "warm-naive", warm_up, device)
         seconds = {side: time_generate(side, generator, scratch / f"gen-{side}", args.count, device)
                    for side in ("naive", "painter")}
         print(f"generate: painter {args.count / seconds['painter']:.1f} img/s, "

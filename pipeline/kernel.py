@@ -94,8 +94,12 @@ def build_project_wheel(dest: Path, log: Callable[[str], None] = print) -> Path:
             capture_output=True, text=True, env=dict(os.environ, SOURCE_DATE_EPOCH=FIXED_BUILD_TIME))
         wheels = sorted(out.glob("painter-*.whl"))
         if done.returncode or not wheels:
+            output = (done.stderr or done.stdout).strip()
+            # The build uses this Python's setuptools (no network); before 70.1 it needs the wheel package.
+            hint = ("\nThis Python's setuptools cannot build wheels by itself: "
+                    f"{sys.executable} -m pip install 'setuptools>=70.1'" if "invalid command 'bdist_wheel'" in output else "")
             raise PainterError(f"building painter's wheel failed (pip exit code {done.returncode}):\n"
-                               f"{(done.stderr or done.stdout).strip()[-2000:]}")
+                               f"{output[-2000:]}{hint}")
         shutil.copyfile(wheels[0], dest / wheels[0].name)
     log(f"kernel: built {wheels[0].name}")
     return dest / wheels[0].name

@@ -24,7 +24,9 @@ def build_generator(resolution):
 
 
 def test_training_evaluates_and_generate_uses_the_best_checkpoint(painter, tmp_path):
-    painter("run", *DEMO, "--set", "train.steps=9", "--set", "train.eval_every=3", "--set", "train.eval_images=24")
+    evaluated_run = [*DEMO, "--set", "train.steps=9", "--set", "train.eval_every=3", "--set", "train.eval_images=24",
+                     "--set", "generate.count=64"]
+    painter("run", *evaluated_run, "--until", "generate")
     trained = tmp_path / "work" / "runs" / "demo" / "train"
     metrics = pd.read_csv(trained / "metrics.csv")
     evaluated = metrics.dropna(subset=["swd"])
@@ -39,8 +41,7 @@ def test_training_evaluates_and_generate_uses_the_best_checkpoint(painter, tmp_p
     stamp = json.loads((tmp_path / "work" / "runs" / "demo" / "images" / "_stamp.json").read_text())
     assert stamp["summary"]["generator"] == "best.pt"
 
-    painter("generate", *DEMO, "--set", "train.steps=9", "--set", "train.eval_every=3", "--set",
-            "train.eval_images=24", "--set", "generate.checkpoint=final")
+    painter("generate", *evaluated_run, "--set", "generate.checkpoint=final")
     stamp = json.loads((tmp_path / "work" / "runs" / "demo" / "images" / "_stamp.json").read_text())
     assert stamp["summary"]["generator"] == "generator.pt"
 

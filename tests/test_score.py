@@ -7,6 +7,9 @@ from PIL import Image
 from pipeline.metrics import inception
 
 from .test_cli import TINY
+
+# Scoring needs no submission: 64 images (all of them scored) instead of 7,000 and a zip.
+SCORED = [*TINY, "--set", "generate.count=64"]
 from .test_inception import STAND_IN
 
 
@@ -17,7 +20,7 @@ def report(tmp_path, run):
 def test_the_reference_features_are_extracted_once_and_reused(painter, tmp_path, monkeypatch):
     # The real Inception weights cannot be had here: the same code path runs a small stand-in network.
     monkeypatch.setattr(inception, "EXTRACTOR", STAND_IN)
-    painter("run", *TINY, "--set", "run.name=first")
+    painter("run", *SCORED, "--set", "run.name=first", "--until", "score")
     # The untouched photos are scored first (the baseline), so they extract the paintings' features.
     photos = json.loads((tmp_path / "work" / "baselines" / "demo-photos" / "score.json").read_text())["inception"]
     assert photos["features"] == {"reference": "extracted", "generated": "extracted"}
@@ -27,12 +30,12 @@ def test_the_reference_features_are_extracted_once_and_reused(painter, tmp_path,
     assert first["n_fake"] == 64 and first["kid_subset_size"] == min(first["n_real"], 64, 1000)
     assert len(list((tmp_path / "work" / "features").glob("features-*.pt"))) == 1
 
-    painter("run", *TINY, "--set", "run.name=second", "--set", "train.seed=1")
+    painter("run", *SCORED, "--set", "run.name=second", "--set", "train.seed=1", "--until", "score")
     second = report(tmp_path, "second")["inception"]
     assert second["features"] == {"reference": "cached", "generated": "extracted"}
     assert second["fid"] != first["fid"]
 
-    again = painter("score", *TINY, "--set", "run.name=first", "--force")
+    again = painter("score", *SCORED, "--set", "run.name=first", "--force")
     rescored = report(tmp_path, "first")["inception"]
     assert rescored["features"] == {"reference": "cached", "generated": "cached"}
     assert (rescored["fid"], rescored["kid"], rescored["mifid"]) == (first["fid"], first["kid"], first["mifid"])
@@ -40,16 +43,16 @@ def test_the_reference_features_are_extracted_once_and_reused(painter, tmp_path,
 
 
 def test_a_planted_copy_of_a_training_painting_is_flagged(painter, tmp_path):
-    painter("run", *TINY)
+    painter("run", *SCORED, "--until", "score")
     painting = sorted((tmp_path / "work" / "raw" / "demo").glob("monet_jpg/*.jpg"))[5]
     images = tmp_path / "work" / "runs" / "demo" / "images"
     with Image.open(painting) as img:  # re-encoded, as a generator's output would be
-        img.convert("RGB").save(images / "01234.jpg", quality=90)
+        img.convert("RGB").save(images / "00042.jpg", quality=90)
     clean = report(tmp_path, "demo")["nearest"]
-    result = painter("score", *TINY, "--set", "score.max_images=7000", "--force")
+    result = painter("score", *SCORED, "--force")
     nearest = report(tmp_path, "demo")["nearest"]
     assert clean["n_copies"] == 0 and nearest["n_copies"] >= 1
-    assert nearest["closest"][0]["fake_file"] == "01234.jpg"
+    assert nearest["closest"][0]["fake_file"] == "00042.jpg"
     assert nearest["closest"][0]["distance"] < nearest["copy_threshold"] < nearest["real_floor"]
     assert "look like copies of training paintings" in result.output
     with Image.open(tmp_path / "work" / "runs" / "demo" / "score" / "nearest.png") as png:

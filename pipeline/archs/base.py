@@ -133,8 +133,14 @@ class Trainer:
         """What the training step calls: DDP across torchrun's processes, then torch.compile when asked."""
         run = module
         if self.process.world > 1:
+            # No buffer broadcast: DDP would copy rank 0's buffers in place before every forward, and
+            # on torch 2.10 (Kaggle's) that invalidates what an earlier forward saved for a backward
+            # spanning both (the discriminator on real, then on fake: batch norm's running stats, the
+            # blur filters). The buffers that matter stay equal anyway (fixed filters and noise; spectral
+            # norm's vectors, computed from equal weights); batch norm's running statistics become each
+            # rank's own, and rank 0's are the ones saved.
             run = DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda"
-                                          else None)
+                                          else None, broadcast_buffers=False)
         return torch.compile(run) if self.tc.compile and compile else run
 
     # ---- for step()
