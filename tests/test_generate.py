@@ -79,7 +79,7 @@ def test_a_partly_written_set_resumes_with_the_same_images(tmp_path):
 
 
 def test_generate_stage_resumes_after_a_full_disk(painter, tmp_path, full_disk):
-    args = [*TINY, "--set", "generate.count=1200", "--set", "generate.batch_size=100"]
+    args = [*TINY, "--set", "generate.count=1200"]
     painter("run", *args, "--until", "generate")
     images = tmp_path / "work" / "runs" / "demo" / "images"
     complete = files_of(images)

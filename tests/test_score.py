@@ -7,10 +7,10 @@ from PIL import Image
 from pipeline.metrics import inception
 
 from .test_cli import TINY
+from .test_inception import STAND_IN
 
 # Scoring needs no submission: 64 images (all of them scored) instead of 7,000 and a zip.
 SCORED = [*TINY, "--set", "generate.count=64"]
-from .test_inception import STAND_IN
 
 
 def report(tmp_path, run):
