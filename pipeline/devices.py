@@ -59,6 +59,16 @@ def any_rank(flag: bool, process: Process, device: torch.device) -> bool:
     return bool(value.item())
 
 
+# On a CPU a batch of 16 makes images as fast as one of 250 (DCGAN at 64 px, 2-core CPU), while a
+# translation generator at 256 px holds about 60 MB per image (width 32): 15 GB at 250.
+CPU_GENERATOR_BATCH = 16
+
+
+def generator_batch(batch_size: int, device: torch.device) -> int:
+    """How many images to run through a generator at once for inference on `device`."""
+    return min(batch_size, CPU_GENERATOR_BATCH) if device.type == "cpu" else batch_size
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: there bf16 autocast trains ~1.8x faster than fp32 (measured, AMD EPYC)."""
     try:

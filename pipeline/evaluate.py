@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from .devices import generator_batch
 from .images import to_uint8, to_uint8_256
 from .metrics.swd import sliced_wasserstein_distance
 
@@ -60,9 +61,9 @@ class Evaluator:
             self.finalize(model)
         model.eval()
         device = next(model.parameters()).device
-        fake = torch.cat([to_uint8(model(self.inputs.batch(slice(start, min(start + self.batch_size, self.n)),
-                                                               device)))
-                          for start in range(0, self.n, self.batch_size)])
+        step = generator_batch(self.batch_size, device)
+        fake = torch.cat([to_uint8(model(self.inputs.batch(slice(start, min(start + step, self.n)), device)))
+                          for start in range(0, self.n, step)])
         result = {"swd": round(sliced_wasserstein_distance(self.real, fake, seed=self.seed)["swd"], 4)}
         if self.weights is not None:
             result.update(self._inception(fake))

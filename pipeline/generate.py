@@ -35,7 +35,7 @@ from . import archs, prepare
 from .archs.dcgan import NoiseInputs
 from .artifacts import Workdir, clear_folder, fingerprint, read_json, require_stamp, run_stage, write_json_atomic
 from .config import Config
-from .devices import autocast_dtype, resolve_device
+from .devices import autocast_dtype, generator_batch, resolve_device
 from .images import COMPETITION_SIZE, to_uint8_256
 from .progress import progress_bar
 from .train import train_dir
@@ -44,9 +44,6 @@ VERSION = 2
 PROGRESS_NAME = "_progress.json"  # which inputs the images already in the folder were made from
 WORKERS = min(8, os.cpu_count() or 1)
 MAX_PENDING_BATCHES = 3  # bounds memory while encoding and writing lag behind the generator
-# On a CPU a batch of 16 makes images as fast as one of 250 (DCGAN at 64 px, 2-core CPU), while a
-# translation generator at 256 px holds about 60 MB per image (width 32): 15 GB at 250.
-CPU_BATCH = 16
 
 
 def images_dir(cfg: Config, wd: Workdir) -> Path:
@@ -121,8 +118,7 @@ def write_images(generator: torch.nn.Module, out: Path, count: int, seed: int, b
         log(f"generate: resuming: {count - len(todo)} of {count} images are already written")
     dtype = autocast_dtype(device) if amp else None
     gpu_encoder = device.type == "cuda"
-    if device.type == "cpu":
-        batch_size = min(batch_size, CPU_BATCH)
+    batch_size = generator_batch(batch_size, device)
     generator = for_inference(generator)
 
     def encode_and_write(index: int, pixels: torch.Tensor) -> None:

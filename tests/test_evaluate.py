@@ -61,6 +61,17 @@ def test_evaluation_is_repeatable_and_leaves_the_training_generator_alone():
     assert evaluated is not g and not evaluated.training
 
 
+def test_on_a_cpu_evaluation_runs_the_generator_on_small_batches():
+    """As in generate: a CPU-sized CUT held about 4 GB evaluating 64 photos at once."""
+    real = (torch.rand(40, 3, 32, 32) * 255).to(torch.uint8)
+    evaluator = evaluate.Evaluator(real, NoiseInputs(40, 16, seed=2), seed=0, batch_size=64)
+    g = build_generator(32)
+    seen = []
+    g.register_forward_hook(lambda module, args, output: seen.append(len(output)))  # deepcopy keeps it
+    evaluator.evaluate(g)
+    assert seen == [16, 16, 8]
+
+
 def test_fid_and_kid_join_when_an_extractor_is_available(monkeypatch):
     monkeypatch.setattr(inception, "EXTRACTOR", STAND_IN)
     real = (torch.rand(24, 3, 32, 32) * 255).to(torch.uint8)
