@@ -44,6 +44,9 @@ from .progress import progress_bar
 VERSION = 4
 EVAL_FIELDS = ["swd", "fid", "kid"]  # on evaluation steps only
 DEADLINE_ENV = "PAINTER_DEADLINE"
+# A preset's schedule can take days on a CPU: once its speed is known, say so and what to do instead.
+SLOW_CPU_MEASURE_S = 60.0  # of training, before the estimate
+SLOW_CPU_HOURS = 2.0  # longer than this left gets the hint
 
 
 class TrainingStopped(PainterError):
@@ -208,6 +211,7 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
 
     stats: dict = {}
     resumed_seconds = seconds  # this session's speed only, for the deadline
+    hint_slow_cpu = device.type == "cpu" and process.main and not tc.max_minutes and deadline is None
     window_start, window_images = time.perf_counter(), 0
     bar = progress_bar(range(start_step, tc.steps), initial=start_step, total=tc.steps, desc="train", unit="step",
                disable=not process.main)
@@ -226,6 +230,16 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
             seconds += time.perf_counter() - t0
             if deadline is not None:
                 deadline.per_training_image = (seconds - resumed_seconds) / ((done - start_step) * stats["images"])
+            if hint_slow_cpu and seconds - resumed_seconds >= SLOW_CPU_MEASURE_S:
+                hint_slow_cpu = False
+                hours_left = (tc.steps - done) * (seconds - resumed_seconds) / (done - start_step) / 3600
+                if hours_left > SLOW_CPU_HOURS:
+                    left = f"{hours_left:.0f} h" if hours_left < 48 else f"{hours_left / 24:.1f} days"
+                    with bar.external_write_mode():
+                        log(f"train: the {tc.steps - done:,} steps left take about {left} on this CPU. "
+                            "For a CPU-sized run see the README's \"CPU-sized overrides\" (smaller widths, crops, "
+                            "fewer steps, or train.max_minutes); for a GPU, `painter kernel push`. Ctrl-C saves a "
+                            "checkpoint, and the same command resumes.")
             # An equal wall-clock budget or a deadline: every rank stops at the same logged step, when
             # rank 0 says so (only it measures evaluations).
             stop_for = None  # (summary's "stopped", the log's reason)
