@@ -125,6 +125,8 @@ def env_report(venv: Path, out: Path) -> None:
 
     import torch
 
+    from pipeline.devices import cuda_has_native_bf16
+
     problems = []
     torch_file = Path(torch.__file__).resolve()
     if venv.resolve() in torch_file.parents:
@@ -147,15 +149,15 @@ def env_report(venv: Path, out: Path) -> None:
                          "memory_gib": round(props.total_memory / 2 ** 30, 1),
                          "capability": f"sm_{props.major}{props.minor}",
                          "arch_supported": f"sm_{props.major}{props.minor}" in torch.cuda.get_arch_list(),
-                         "bf16": torch.cuda.is_bf16_supported()}
+                         "bf16_native": cuda_has_native_bf16(torch.device("cuda", 0))}
     write_json(out, report)
     print(f"python {report['python']}, torch {versions['torch']} (CUDA build {report['cuda_build']}, "
           f"cuDNN {report['cudnn']}), torchvision {versions['torchvision']}, "
           f"torch-fidelity {versions['torch-fidelity']}, painter {versions['painter']}")
     print(f"torch from {torch_file.parent}")
     gpu = report.get("gpu")
-    print(f"GPU: {gpu['name']} x{gpu['count']}, {gpu['memory_gib']} GiB, {gpu['capability']}, bf16 {gpu['bf16']}"
-          if gpu else "GPU: none (CUDA not available)")
+    print(f"GPU: {gpu['name']} x{gpu['count']}, {gpu['memory_gib']} GiB, {gpu['capability']}, "
+          f"native bf16 {gpu['bf16_native']}" if gpu else "GPU: none (CUDA not available)")
     for problem in problems:
         print(f"PROBLEM: {problem}")
     if problems:

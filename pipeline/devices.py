@@ -78,9 +78,15 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Ampere (sm_80) and newer. torch.cuda.is_bf16_supported() also says yes on a T4 (sm_75), where
+    bf16 is only emulated and cuDNN has no bf16 convolutions."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """Mixed precision for `device`: bf16 on GPUs that have it and on bf16-capable CPUs, fp16 on
     older GPUs (Kaggle's T4), None (fp32) on other CPUs."""
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else None

@@ -107,6 +107,18 @@ def test_loss_definitions():
     assert archs.get("wgan-gp").generator_loss(fake).item() == pytest.approx(0.25)
 
 
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((8, 0), torch.bfloat16),
+                                                   ((9, 0), torch.bfloat16)])
+def test_mixed_precision_is_fp16_on_a_t4_and_bf16_from_ampere_on(capability, expected, monkeypatch):
+    """A T4 (sm_75) can hold bf16 tensors, so torch.cuda.is_bf16_supported() says yes there; cuDNN has no
+    bf16 convolutions for it. fp16 with loss scaling is what it runs well."""
+    from pipeline import devices
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert devices.autocast_dtype(torch.device("cuda", 0)) == expected
+
+
 def test_critic_schedule_counts_generator_steps():
     trainer = archs.get("wgan").trainer(config("wgan"), {"paintings": torch.zeros(3, 3, 32, 32, dtype=torch.uint8)},
                                         torch.device("cpu"), Process())
