@@ -21,7 +21,7 @@ def report() -> list[tuple[str, str]]:
     from .errors import PainterError
     from .kaggle_api import NO_CREDENTIALS, credential_sources
     from .metrics.inception import ENV_VAR, WEIGHTS_NAMES, find_weights
-    from .devices import cpu_has_native_bf16
+    from .devices import cpu_has_native_bf16, cuda_has_native_bf16
 
     rows = [("painter", _version("painter")), ("python", platform.python_version())]
     rows += [(name, _version(name)) for name in ("torch", "torchvision", "torch-fidelity", "kaggle")]
@@ -30,9 +30,15 @@ def report() -> list[tuple[str, str]]:
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
             arch = f"sm_{props.major}{props.minor}"
-            supported = arch in torch.cuda.get_arch_list()
-            rows.append((f"cuda:{i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, {arch}"
-                         + ("" if supported else f" (NOT supported by this torch build: {torch.cuda.get_arch_list()})")))
+            try:  # a real kernel launch: the arch list alone misjudges (sm_86 code runs on an sm_89)
+                (torch.ones(1, device=f"cuda:{i}") * 2).item()
+                problem = ""
+            except RuntimeError as exc:
+                problem = (f" (NOT usable by this torch build, made for {torch.cuda.get_arch_list()}: "
+                           f"{str(exc).strip().splitlines()[0]})")
+            precision = "native bf16" if cuda_has_native_bf16(torch.device("cuda", i)) else \
+                "no native bf16 (fp16 with loss scaling)"
+            rows.append((f"cuda:{i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, {arch}, {precision}{problem}"))
     else:
         rows.append(("cuda", "not available (training and scoring run on the CPU)"))
     rows.append(("cpu", f"{os.cpu_count()} cores, "

@@ -2,9 +2,11 @@ import json
 import re
 import subprocess
 import sys
+import types
 import zipfile
 
 import pandas as pd
+import torch
 from PIL import Image
 
 from pipeline import submit
@@ -145,3 +147,17 @@ def test_info_says_what_is_available_and_never_prints_secrets(painter, tmp_path,
     assert rows["kaggle credentials"] == "KAGGLE_USERNAME/KAGGLE_KEY" and "secret" not in result.output
     assert rows["inception weights"].startswith("PROBLEM") and "11 bytes" in rows["inception weights"]
     assert "cuda" in " ".join(rows) and rows["torch"][0].isdigit()
+
+
+def test_info_on_a_gpu_says_its_precision_and_whether_this_torch_can_use_it(painter, monkeypatch):
+    """Faked T4 properties; the kernel launch is real, so on a machine without a GPU it fails and says so."""
+    real_gpu = torch.cuda.is_available()
+    props = types.SimpleNamespace(name="Tesla T4", major=7, minor=5, total_memory=15 * 2 ** 30)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in painter("info").output.splitlines())
+    assert rows["cuda:0"].startswith("Tesla T4, 15 GiB, sm_75, no native bf16 (fp16 with loss scaling)")
+    if not real_gpu:
+        assert "NOT usable by this torch build" in rows["cuda:0"]

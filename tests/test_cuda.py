@@ -296,7 +296,7 @@ def test_train_generate_and_score_on_the_gpu_through_the_cli(arch, painter, tmp_
 def test_info_names_the_gpu_and_this_torch_supports_it(painter):
     output = painter("info").output
     assert torch.cuda.get_device_name(0) in output
-    assert "NOT supported" not in output
+    assert "NOT usable" not in output
 
 
 def test_a_bad_jpeg_is_named_when_decoding_on_the_gpu(tmp_path):
