@@ -144,6 +144,17 @@ def test_bf16_autocast_steps_stay_finite():
     assert all(torch.isfinite(stats[k]) for k in ("loss_d", "loss_g"))
 
 
+@pytest.mark.parametrize("arch", ["cut", "fastcut"])
+def test_under_autocast_the_nce_heads_learn(arch):
+    """The keys are made under no_grad inside the autocast region. On torch 2.10 (Kaggle's), autocast's
+    weight cache then handed the query pass casts without autograd history: the MLPs never trained."""
+    trainer = trainer_for(arch)
+    trainer.amp_dtype = torch.bfloat16  # what a bf16 GPU or CPU gets; here emulated on this CPU
+    before = [p.detach().clone() for p in trainer.sampler_mlp.parameters()]
+    trainer.train_step(0)
+    assert all(not torch.equal(a, b) for a, b in zip(before, trainer.sampler_mlp.parameters()))
+
+
 def test_photo_inputs_every_photo_a_subset_or_mirrored_rounds():
     photos = torch.arange(5).view(5, 1, 1, 1).expand(5, 3, 2, 2).to(torch.uint8).contiguous()
     photos[:, :, :, 0] += 100  # left column marks the orientation

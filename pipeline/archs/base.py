@@ -160,7 +160,10 @@ class Trainer:
         return {k: round(stats[k].item(), 5) for k in self.columns if k in stats}
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+        # No weight cache: on torch <= 2.10 (Kaggle's) a module first run under no_grad inside the region
+        # (CUT's NCE keys) cached casts without autograd history, and its later calls got no gradient.
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None,
+                              cache_enabled=False)
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         return diff_augment(images, self.policy)
