@@ -158,15 +158,16 @@ def test_compiled_generator_matches_eager():
 # checkpoint and resume
 
 
-@pytest.mark.parametrize("arch", ["dcgan", "cut"])
-def test_checkpoint_restores_exactly_and_training_continues_on_the_gpu(arch, tmp_path):
+@pytest.mark.parametrize("arch, extra", [("dcgan", ()), ("cut", ()),
+                                         ("cyclegan", ("cyclegan.pool_size=2",))])  # full pools after a step
+def test_checkpoint_restores_exactly_and_training_continues_on_the_gpu(arch, extra, tmp_path):
     """The whole state (networks, EMA, Adam, loss scalers, the CUDA, CPU and sampler random streams)
     goes through a file and back bit for bit, as train.py saves and loads it. The steps after that
     equal those of the uninterrupted run up to the GPU's non-deterministic kernels (atomic adds in some
     backward passes): losses within 1e-2 relative, and every floating-point tensor of the state within
     1e-5 on average, which a lost optimiser state or random stream cannot meet (each weight's Adam step
     would differ by about the learning rate, 2e-4)."""
-    straight = tiny_trainer(arch)
+    straight = tiny_trainer(arch, *extra)
     for step in range(3):
         straight.train_step(step)
     path = tmp_path / "checkpoint.pt"
@@ -178,7 +179,7 @@ def test_checkpoint_restores_exactly_and_training_continues_on_the_gpu(arch, tmp
                 if t.is_floating_point()}
 
     saved = torch.load(path, map_location="cpu", weights_only=True)["trainer"]
-    resumed = tiny_trainer(arch, "train.seed=1")  # other initial weights and streams, all overwritten
+    resumed = tiny_trainer(arch, *extra, "train.seed=1")  # other initial weights and streams, all overwritten
     resumed.load_state_dict(saved)
     restored = dict(float_tensors(resumed.state_dict()))
     assert sorted(restored) == sorted(name for name, _ in float_tensors(saved))

@@ -334,10 +334,13 @@ def test_image_pool_state_dict_round_trip():
     expected = [pool.query(batch, gen) for batch in batches[4:]]
 
     resumed, gen2 = ImagePool(5), torch.Generator()
-    resumed.load_state_dict(state)
+    resumed.load_state_dict(state, torch.device("cpu"))
     gen2.set_state(gen_state)
     got = [resumed.query(batch, gen2) for batch in batches[4:]]
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    on_device = ImagePool(5)  # a checkpoint is loaded onto the CPU; the pool's images go where the fakes are
+    on_device.load_state_dict(state, torch.device("meta"))
+    assert len(on_device.images) == 5 and all(image.device.type == "meta" for image in on_device.images)
 
 
 def test_image_pool_empty_state_round_trip():
@@ -345,11 +348,11 @@ def test_image_pool_empty_state_round_trip():
     state = pool.state_dict()
     assert state["images"].numel() == 0
     other = ImagePool(3)
-    other.load_state_dict(state)
+    other.load_state_dict(state, torch.device("cpu"))
     x = torch.randn(2, 3, 4, 4)
     assert torch.equal(other.query(x), x)
     with pytest.raises(ValueError):
-        ImagePool(4).load_state_dict(state)
+        ImagePool(4).load_state_dict(state, torch.device("cpu"))
 
 
 @pytest.mark.cuda

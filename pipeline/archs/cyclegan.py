@@ -101,7 +101,7 @@ class CycleGANTrainer(TranslationTrainer):
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)
         for name, pool in self.pools.items():
-            pool.load_state_dict(state[f"pool_{name}"])
+            pool.load_state_dict(state[f"pool_{name}"], self.device)
 
 
 @register

@@ -288,8 +288,10 @@ class ImagePool:
         stacked = torch.stack(self.images) if self.images else torch.empty(0)
         return {"size": self.size, "images": stacked}
 
-    def load_state_dict(self, state: dict) -> None:
-        images = state["images"]
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        """`state` as saved (a checkpoint is loaded onto the CPU); the images go to `device`, where
+        the fakes they are stacked with live."""
+        images = state["images"].to(device)
         if state["size"] != self.size:
             raise ValueError(f"pool state has size {state['size']}, this pool has size {self.size}")
         if images.numel() > 0 and images.shape[0] > self.size:
