@@ -130,6 +130,17 @@ def _metrics_rows_until(path: Path, step: int) -> list[dict]:
         return [row for row in csv.DictReader(fh) if int(row["step"]) <= step]
 
 
+def _on_cpu(state):
+    """`state` (nested dicts and lists of tensors) with every tensor on the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, dict):
+        return {key: _on_cpu(value) for key, value in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_on_cpu(value) for value in state)
+    return state
+
+
 def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *, fresh: bool, log=print) -> dict:
     process, device = start_process_group(cfg.run.device)
     try:
@@ -155,7 +166,13 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
         if checkpoint_path.exists() else None
     start_step, seconds, best = 0, 0.0, None
     if checkpoint is not None and checkpoint["fingerprint"] == run_fingerprint and not fresh:
-        trainer.load_state_dict(checkpoint["trainer"])
+        # Under torchrun each rank takes back its own streams; saved by another number of processes,
+        # a rank other than 0 keeps the fresh ones it was seeded with.
+        rank_streams = checkpoint.get("rank_streams") or [checkpoint["trainer"]]
+        own = rank_streams[process.rank] if len(rank_streams) == process.world or process.rank == 0 else None
+        trainer.load_state_dict(checkpoint["trainer"], streams=False)
+        if own is not None:
+            trainer.load_streams(own)
         start_step, seconds, best = checkpoint["step"], checkpoint["seconds"], checkpoint.get("best")
         log(f"train: resuming from step {start_step} of {tc.steps}")
     elif process.main:
@@ -174,9 +191,15 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
             csv.DictWriter(fh, fields).writerows(rows)
 
     def save_checkpoint(step: int) -> None:
+        """Every rank calls it at the same step; rank 0 writes, with each rank's own random streams."""
+        rank_streams = None
+        if process.world > 1:
+            rank_streams = [None] * process.world
+            dist.all_gather_object(rank_streams, _on_cpu(trainer.streams()))  # not onto rank 0's GPUs
         if process.main:
             write_torch_atomic(checkpoint_path, {"fingerprint": run_fingerprint, "step": step, "seconds": seconds,
-                                                 "trainer": trainer.state_dict(), "best": best})
+                                                 "trainer": trainer.state_dict(), "best": best,
+                                                 "rank_streams": rank_streams})
 
     evaluator = _evaluator(cfg, trainer, log) if tc.eval_every and process.main else None
     deadline = Deadline.from_env(images_after_training(cfg, data))
@@ -300,8 +323,11 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
     if "photos" in data:
         summary["photos"] = len(data["photos"])
     if process.world > 1:
-        # DDP keeps replicas identical; check it rather than trust it.
-        checksum = torch.stack([p.detach().double().sum() for p in trainer.g.parameters()]).sum().reshape(1)
+        # DDP keeps replicas identical; check it rather than trust it: every network's weights and the
+        # buffers that must agree (spectral norm's vectors...), not batch norm's per-rank statistics.
+        checksum = torch.stack([t.detach().double().sum() for net in trainer.networks.values()
+                                for name, t in [*net.named_parameters(), *net.named_buffers()]
+                                if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))])
         gathered = [torch.zeros_like(checksum) for _ in range(process.world)]
         dist.all_gather(gathered, checksum)
         summary["ranks_in_sync"] = all(torch.equal(gathered[0], other) for other in gathered)

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -225,16 +226,36 @@ def test_a_long_schedule_on_a_cpu_gets_an_estimate_and_what_to_do_instead(painte
     assert "on this CPU" not in budgeted.output  # a wall-clock budget already bounds it
 
 
-def test_two_processes_under_torchrun_train_one_model(painter, prepared, tmp_path):
+def test_two_processes_under_torchrun_train_one_model_and_resume_exactly(painter, prepared, tmp_path):
+    """Each rank draws its own batches; a run stopped by SIGTERM (torchrun passes it on) and resumed
+    ends with the weights of an uninterrupted one, which needs every rank's own random streams back."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "pipeline", "train", "--config", str(REPO / "configs" / "sngan.toml"),
-               "--set", "data.source=demo", "--set", "data.resolution=32", *TINY, "--set", "train.steps=6",
-               "--set", "train.checkpoint_every=3"]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    def torchrun(name: str) -> list[str]:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "pipeline", "train", "--config", str(REPO / "configs" / "sngan.toml"),
+                "--set", "data.source=demo", "--set", "data.resolution=32", *TINY, "--set", "train.steps=30",
+                "--set", "train.checkpoint_every=1000", "--set", f"run.name={name}"]
+
+    result = subprocess.run(torchrun("straight"), cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    out = tmp_path / "work" / "runs" / "sngan" / "train"
+    out = tmp_path / "work" / "runs" / "straight" / "train"
     summary = pd.read_json(out / "summary.json", typ="series")
     assert summary["world_size"] == 2 and summary["ranks_in_sync"]
-    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == list(range(1, 7))   # rank 0 alone writes
+    assert pd.read_csv(out / "metrics.csv")["step"].tolist() == list(range(1, 31))   # rank 0 alone writes
     assert result.stdout.count("train: running") == 1
+
+    stopped = subprocess.Popen(torchrun("stopped"), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    metrics = tmp_path / "work" / "runs" / "stopped" / "train" / "metrics.csv"
+    while stopped.poll() is None and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGTERM)
+    output = stopped.communicate(timeout=120)[0]
+    step = torch.load(metrics.parent / "checkpoint.pt", weights_only=True)["step"]
+    assert stopped.returncode != 0 and f"stopped by SIGTERM at step {step} of 30" in output and 3 <= step < 30
+    resumed = subprocess.run(torchrun("stopped"), cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0 and f"resuming from step {step} of 30" in resumed.stdout, resumed.stderr[-3000:]
+    assert_same_state(final_state(tmp_path, "straight"), final_state(tmp_path, "stopped"))

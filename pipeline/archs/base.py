@@ -7,6 +7,7 @@ import copy
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -133,14 +134,16 @@ class Trainer:
         """What the training step calls: DDP across torchrun's processes, then torch.compile when asked."""
         run = module
         if self.process.world > 1:
-            # No buffer broadcast: DDP would copy rank 0's buffers in place before every forward, and
-            # on torch 2.10 (Kaggle's) that invalidates what an earlier forward saved for a backward
-            # spanning both (the discriminator on real, then on fake: batch norm's running stats, the
-            # blur filters). The buffers that matter stay equal anyway (fixed filters and noise; spectral
-            # norm's vectors, computed from equal weights); batch norm's running statistics become each
-            # rank's own, and rank 0's are the ones saved.
+            # No buffer broadcast before every forward: DDP would copy rank 0's buffers in place, and on
+            # torch 2.10 (Kaggle's) that invalidates what an earlier forward saved for a backward spanning
+            # both (the discriminator on real, then on fake: batch norm's running stats, the blur
+            # filters). Without it DDP does not copy them at the start either, so that is done here:
+            # spectral norm's vectors, drawn from each rank's seed, then stay equal (computed from equal
+            # weights). Batch norm's running statistics become each rank's own; rank 0's are saved.
             run = DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda"
                                           else None, broadcast_buffers=False)
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
         return torch.compile(run) if self.tc.compile and compile else run
 
     # ---- for step()
@@ -225,14 +228,10 @@ class Trainer:
     def load_extra_state(self, state: dict) -> None:
         pass
 
-    def state_dict(self) -> dict:
-        state: dict[str, Any] = {name: net.state_dict() for name, net in self.networks.items()}
-        for name in self.optimizers:
-            state[f"opt_{name}"] = self.optimizers[name].state_dict()
-            state[f"scaler_{name}"] = self.scalers[name].state_dict()
-        state.update(sampler=self.sampler.get_state(), torch_rng=torch.get_rng_state())
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
+    def streams(self) -> dict:
+        """What this process has of its own: its random streams and the architecture's extra state.
+        Under torchrun each rank's differ (its own batches, noise, augmentations)."""
+        state: dict[str, Any] = {"sampler": self.sampler.get_state(), "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         extra = self.extra_state()
@@ -240,19 +239,34 @@ class Trainer:
             state["extra"] = extra
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_streams(self, state: dict) -> None:
+        self.sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.load_extra_state(state.get("extra", {}))
+
+    def state_dict(self) -> dict:
+        state: dict[str, Any] = {name: net.state_dict() for name, net in self.networks.items()}
+        for name in self.optimizers:
+            state[f"opt_{name}"] = self.optimizers[name].state_dict()
+            state[f"scaler_{name}"] = self.scalers[name].state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return {**state, **self.streams()}
+
+    def load_state_dict(self, state: dict, streams: bool = True) -> None:
+        """streams=False keeps this process's own random streams and extra state (a rank under torchrun
+        whose own were not saved)."""
         for name, net in self.networks.items():
             net.load_state_dict(state[name])
         for name in self.optimizers:
             self.optimizers[name].load_state_dict(state[f"opt_{name}"])
             self.scalers[name].load_state_dict(state[f"scaler_{name}"])
-        self.sampler.set_state(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        if self.device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        self.load_extra_state(state.get("extra", {}))
+        if streams:
+            self.load_streams(state)
 
 
 def random_crop(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
