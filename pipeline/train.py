@@ -130,6 +130,10 @@ def _metrics_rows_until(path: Path, step: int) -> list[dict]:
         return [row for row in csv.DictReader(fh) if int(row["step"]) <= step]
 
 
+def _precision(trainer) -> str:
+    return str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "float32"
+
+
 def _on_cpu(state):
     """`state` (nested dicts and lists of tensors) with every tensor on the CPU."""
     if isinstance(state, torch.Tensor):
@@ -167,14 +171,22 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
     start_step, seconds, best = 0, 0.0, None
     if checkpoint is not None and checkpoint["fingerprint"] == run_fingerprint and not fresh:
         # Under torchrun each rank takes back its own streams; saved by another number of processes,
-        # a rank other than 0 keeps the fresh ones it was seeded with.
+        # a rank other than 0 keeps the fresh ones it was seeded with. Written on another kind of device
+        # or in another precision, the weights and optimisers carry over; random streams (a CPU's and a
+        # GPU's differ in form) and loss scales start afresh.
+        machine = {"device": device.type, "precision": _precision(trainer)}
+        saved_on = {key: checkpoint.get(key, machine[key]) for key in machine}
+        same_machine = saved_on == machine
         rank_streams = checkpoint.get("rank_streams") or [checkpoint["trainer"]]
         own = rank_streams[process.rank] if len(rank_streams) == process.world or process.rank == 0 else None
-        trainer.load_state_dict(checkpoint["trainer"], streams=False)
-        if own is not None:
+        trainer.load_state_dict(checkpoint["trainer"], streams=False, scalers=same_machine)
+        if own is not None and same_machine:
             trainer.load_streams(own)
         start_step, seconds, best = checkpoint["step"], checkpoint["seconds"], checkpoint.get("best")
-        log(f"train: resuming from step {start_step} of {tc.steps}")
+        log(f"train: resuming from step {start_step} of {tc.steps}" + ("" if same_machine else
+            f" (written on {saved_on['device']} in {saved_on['precision']}, now on {machine['device']} in "
+            f"{machine['precision']}: the weights and optimisers carry over, random streams and loss scales "
+            "start afresh)"))
     elif process.main:
         clear_folder(out)  # another config's files must not mix with this run's
     if process.world > 1:
@@ -199,7 +211,8 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
         if process.main:
             write_torch_atomic(checkpoint_path, {"fingerprint": run_fingerprint, "step": step, "seconds": seconds,
                                                  "trainer": trainer.state_dict(), "best": best,
-                                                 "rank_streams": rank_streams})
+                                                 "rank_streams": rank_streams, "device": device.type,
+                                                 "precision": _precision(trainer)})
 
     evaluator = _evaluator(cfg, trainer, log) if tc.eval_every and process.main else None
     deadline = Deadline.from_env(images_after_training(cfg, data))
@@ -316,7 +329,7 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
     summary = {"arch": arch.name, "consumes": arch.consumes, "resolution": trainer.resolution, "steps": done,
                "images": len(data["paintings"]), "world_size": process.world,
                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-               "precision": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "float32",
+               "precision": _precision(trainer),
                "seconds": round(seconds, 1), "planned_steps": tc.steps, "stopped": stopped,
                "final_loss_d": round(stats["loss_d"].item(), 4) if stats else None,
                "final_loss_g": round(stats["loss_g"].item(), 4) if stats else None}

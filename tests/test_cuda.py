@@ -91,17 +91,25 @@ def test_every_architecture_trains_on_the_gpu(arch, precision, monkeypatch):
     assert trainer.amp_dtype == expected
     assert all(scaler.is_enabled() == (expected == torch.float16) for scaler in trainer.scalers.values())
     before = [p.detach().clone() for p in trainer.g.parameters()]
-    for step in range(3):
+
+    def moved() -> bool:
+        return any(not torch.equal(a, b) for a, b in zip(before, trainer.g.parameters()))
+
+    # In fp16 the first steps may overflow at GradScaler's initial scale of 2 ** 16 and be skipped,
+    # each halving it: on CPU emulation of these tiny networks the generator's first update came at
+    # step 9 at the latest (FastCUT, at a scale of 128).
+    for step in range(20):
         stats = trainer.train_step(step)
         row = trainer.log_row(stats)
         assert all(torch.isfinite(torch.tensor(value)) for value in row.values()), row
+        if step >= 2 and moved():
+            break
+    assert moved(), "the generator did not move in 20 steps"
     assert all(p.device.type == CUDA.type for net in trainer.networks.values() for p in net.parameters())
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.g.parameters())), "the generator did not move"
     for name, scaler in trainer.scalers.items():
         if scaler.is_enabled():
-            # In use; an early overflow halves the scale (normal), but gradients that overflow at every
-            # step would halve it at each of the (up to 15) updates and end far below 2 ** 8.
-            assert scaler._scale is not None and 2.0 ** 8 <= scaler.get_scale() <= 2.0 ** 16, name
+            # Gradients that overflow at every step would have halved it at every one, down to 2 ** -4.
+            assert scaler._scale is not None and 1.0 <= scaler.get_scale() <= 2.0 ** 16, name
     samples = trainer.samples()
     assert samples.device.type == CUDA.type and torch.isfinite(samples.float()).all()
 
@@ -292,6 +300,31 @@ def test_train_generate_and_score_on_the_gpu_through_the_cli(arch, painter, tmp_
     score = json.loads((run / "score" / "score.json").read_text())
     assert score["device"].startswith("cuda") and score["n_scored"] == len(files)
     assert torch.isfinite(torch.tensor(score["swd"]["value"])) and score["swd"]["value"] > 0
+
+
+@pytest.mark.parametrize("first, then", [("cpu", "cuda"), ("cuda", "cpu")])
+def test_a_run_stopped_on_one_device_resumes_on_the_other(first, then, painter, tmp_path, monkeypatch):
+    """CycleGAN: the most state (pools, a host stream). Weights and optimisers carry over; the streams,
+    whose form differs between a CPU and a GPU, and the loss scales start afresh."""
+    import os
+    import signal
+
+    real_step = base.Trainer.train_step
+
+    def step_then_sigterm(self, step):
+        stats = real_step(self, step)
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return stats
+
+    args = [*tiny_run("cyclegan"), "--set", "cyclegan.pool_size=2"]
+    monkeypatch.setattr(base.Trainer, "train_step", step_then_sigterm)
+    assert painter("train", *args, "--set", f"run.device={first}", ok=False).exit_code == 128 + signal.SIGTERM
+    monkeypatch.setattr(base.Trainer, "train_step", real_step)
+    resumed = painter("train", *args, "--set", f"run.device={then}")
+    assert f"resuming from step 2 of 4 (written on {first} in " in resumed.output
+    summary = json.loads((tmp_path / "work" / "runs" / "cyclegan" / "train" / "summary.json").read_text())
+    assert summary["steps"] == 4 and (summary["device"] == "cpu") == (then == "cpu")
 
 
 def test_info_names_the_gpu_and_this_torch_supports_it(painter):

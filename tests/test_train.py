@@ -1,5 +1,6 @@
 """Training: every from-noise architecture, the critic schedule, the penalty, exact resume, the NaN guard, DDP."""
 
+import copy
 import os
 import signal
 import subprocess
@@ -84,6 +85,38 @@ def test_each_architecture_trains_with_finite_losses(arch, augment):
     assert trainer.samples().shape == (64, 3, 32, 32)
     if arch == "wgan":   # clipping keeps every critic weight within [-c, c]
         assert max(p.abs().max().item() for p in trainer.d.parameters()) <= cfg.train.clip + 1e-9
+
+
+@pytest.mark.parametrize("arch", archs.names())
+def test_every_architecture_learns_in_fp16_with_loss_scaling(arch, monkeypatch):
+    """What a T4 runs (fp16 autocast, a GradScaler per optimiser), here on the CPU: overflowing steps
+    are skipped and halve the scale, and the generator still learns within a few steps."""
+    from pipeline.archs import base
+
+    monkeypatch.setattr(base, "autocast_dtype", lambda device: torch.float16)
+    if archs.get(arch).consumes == "noise":
+        cfg = config(arch, "train.critic_warmup=false", "train.diffaugment=color,translation,cutout")
+    else:
+        cfg = load_config(REPO / "configs" / f"{arch}.toml", ["data.resolution=32", "model.g_channels=4",
+                                                              "model.d_channels=4", f"{arch}.blocks=1",
+                                                              f"{arch}.crop=32"])
+    images = torch.Generator().manual_seed(0)
+    data = {"paintings": torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=images),
+            "photos": torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=images)}
+    trainer = archs.get(arch).trainer(cfg, data, torch.device("cpu"), Process())
+    assert all(scaler.is_enabled() for scaler in trainer.scalers.values())
+    before = [p.detach().clone() for p in trainer.g.parameters()]
+    moved_at = None
+    for step in range(20):
+        row = trainer.log_row(trainer.train_step(step))
+        assert all(torch.isfinite(torch.tensor(value)) for value in row.values()), row
+        if any(not torch.equal(a, b) for a, b in zip(before, trainer.g.parameters())):
+            moved_at = step
+            break
+    # Measured: FastCUT's first update at step 9 (its NCE heads in fp16, step 19 at a scale of 1/16, before
+    # they ran in fp32); 2 ** -4 would mean every step overflowed.
+    assert moved_at is not None and moved_at <= 12, moved_at
+    assert all(1.0 <= scaler.get_scale() <= 2.0 ** 16 for scaler in trainer.scalers.values())
 
 
 def test_gradient_penalty_value_on_a_linear_critic():
@@ -187,6 +220,42 @@ def test_interrupted_and_resumed_equals_uninterrupted(painter, prepared, tmp_pat
     assert_same_state(final_state(tmp_path, "straight"), final_state(tmp_path, "interrupted"))
     steps = pd.read_csv(tmp_path / "work/runs/interrupted/train/metrics.csv")["step"].tolist()
     assert steps == list(range(1, 13))
+
+
+def test_a_checkpoint_of_another_precision_resumes_with_fresh_streams(painter, prepared, tmp_path, monkeypatch):
+    """Moving a run between machines (a CPU and a GPU, bf16 and fp16): weights and optimisers carry
+    over; random streams, whose form differs between devices, and loss scales start afresh."""
+    from pipeline.archs import base
+
+    real_step = Trainer.train_step
+
+    def step_then_sigterm(self, step):
+        stats = real_step(self, step)
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_sigterm)
+    assert run_cli(painter, "wgan-gp", *RESUME_ARGS, ok=False).exit_code == 128 + signal.SIGTERM
+    saved = torch.load(tmp_path / "work/runs/wgan-gp/train/checkpoint.pt", weights_only=True)
+    assert (saved["device"], saved["precision"]) == ("cpu", "float32")
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+
+    loaded = {}
+    real_load = Trainer.load_state_dict
+
+    def load_and_keep(self, state, streams=True, scalers=True):
+        real_load(self, state, streams, scalers)
+        loaded.update(g=copy.deepcopy(self.g.state_dict()), sampler=self.sampler.get_state())
+
+    monkeypatch.setattr(Trainer, "load_state_dict", load_and_keep)
+    monkeypatch.setattr(base, "autocast_dtype", lambda device: torch.bfloat16)  # emulated on this CPU
+    resumed = run_cli(painter, "wgan-gp", *RESUME_ARGS)
+    assert "resuming from step 6 of 12 (written on cpu in float32, now on cpu in bfloat16" in resumed.output
+    assert_same_state(loaded["g"], saved["trainer"]["g"])
+    assert not torch.equal(loaded["sampler"], saved["trainer"]["sampler"])  # this run's own, fresh
+    summary = pd.read_json(tmp_path / "work/runs/wgan-gp/train/summary.json", typ="series")
+    assert summary["precision"] == "bfloat16" and summary["steps"] == 12
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(painter, prepared, tmp_path, monkeypatch):

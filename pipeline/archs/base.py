@@ -127,7 +127,7 @@ class Trainer:
         else:
             opt = torch.optim.Adam(parameters, lr=lr, betas=(self.tc.beta1, self.tc.beta2))
         self.optimizers[name] = opt
-        self.scalers[name] = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.scalers[name] = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         return opt
 
     def distributed(self, module: nn.Module, compile: bool = True) -> nn.Module:
@@ -255,14 +255,15 @@ class Trainer:
             state["ema"] = self.ema.state_dict()
         return {**state, **self.streams()}
 
-    def load_state_dict(self, state: dict, streams: bool = True) -> None:
+    def load_state_dict(self, state: dict, streams: bool = True, scalers: bool = True) -> None:
         """streams=False keeps this process's own random streams and extra state (a rank under torchrun
-        whose own were not saved)."""
+        whose own were not saved); scalers=False its fresh loss scalers (a checkpoint of another precision)."""
         for name, net in self.networks.items():
             net.load_state_dict(state[name])
         for name in self.optimizers:
             self.optimizers[name].load_state_dict(state[f"opt_{name}"])
-            self.scalers[name].load_state_dict(state[f"scaler_{name}"])
+            if scalers:
+                self.scalers[name].load_state_dict(state[f"scaler_{name}"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         if streams:

@@ -88,13 +88,20 @@ class CUTTrainer(TranslationTrainer):
         """PatchNCE between the source images and their translations, averaged over the layers."""
         options = self.cfg.options
         with torch.no_grad():  # the keys are targets: no gradient reaches them (the loss detaches them too)
-            keys, ids = self.sampler_mlp(self.g.encode(source, self.layers), options.num_patches,
-                                         generator=self.sampler)
+            source_features = self.g.encode(source, self.layers)
         features = self.g.encode(translated, self.layers)
         if flipped:  # the translation of the mirrored batch, mirrored back onto the source's positions
             features = [f.flip(3) for f in features]
-        queries, _ = self.mlp_run(features, options.num_patches, ids)
-        per_layer = [patch_nce_loss(q, k, len(source), options.nce_temperature).mean() for q, k in zip(queries, keys)]
+        # The heads and the loss in fp32 (a small share of the step): normalising the heads' outputs
+        # divides the loss's gradient by their norms, which overflowed fp16 at every loss scale on
+        # small networks.
+        with torch.autocast(self.device.type, enabled=False):
+            with torch.no_grad():
+                keys, ids = self.sampler_mlp([f.float() for f in source_features], options.num_patches,
+                                             generator=self.sampler)
+            queries, _ = self.mlp_run([f.float() for f in features], options.num_patches, ids)
+            per_layer = [patch_nce_loss(q, k, len(source), options.nce_temperature).mean()
+                         for q, k in zip(queries, keys)]
         return options.lambda_nce * torch.stack(per_layer).mean()
 
     def step(self, step: int) -> dict:
