@@ -243,3 +243,18 @@ def test_a_broken_weights_file_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(inception, "check_weights_file", lambda path, origin: None)
     with pytest.raises(PainterError, match="cannot load Inception weights"):
         inception_scores(images(0, 4), images(1, 4), Weights(bogus, "--inception-weights"), 4, torch.device("cpu"))
+
+
+def test_features_are_extracted_in_full_fp32_without_tf32():
+    """cuDNN runs fp32 convolutions in TF32 on Ampere and newer GPUs unless told not to."""
+    seen = []
+
+    class Recording(StandInExtractor):
+        def forward(self, x):
+            seen.append(torch.backends.cudnn.allow_tf32)
+            return super().forward(x)
+
+    before = torch.backends.cudnn.allow_tf32
+    features = inception.extract_features(Recording(STAND_IN, ["32"]).eval(), images(0, n=20), 8)
+    assert features.shape == (20, 32) and features.dtype == torch.float32
+    assert seen == [False, False, False] and torch.backends.cudnn.allow_tf32 == before

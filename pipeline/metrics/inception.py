@@ -37,7 +37,7 @@ WEIGHTS_SHA256_PREFIX = WEIGHTS_SHA256[:8]
 MIFID_EPSILON = 0.1
 KID_MAX_SUBSET = 1000
 KID_SUBSETS = 100
-# Precision: Inception runs in fp32 (torch-fidelity's default). Under bf16 autocast its pool3
+# Precision: Inception runs in fp32 (torch-fidelity's default; TF32 off on GPUs). Under bf16 autocast its pool3
 # features moved by 1.6% of their largest value (measured on this project's 2-core EPYC CPU, with
 # a randomly initialised network since no weights can be had there), far beyond what a 1e-3
 # relative FID budget allows; fp16 has not been measured on a GPU yet, so neither is used.
@@ -110,7 +110,12 @@ def extract_features(model: torch.nn.Module, images: torch.Tensor, batch_size: i
     """uint8 N x 3 x H x W (on any device) -> float32 N x F features on the CPU, in batches."""
     device = next(model.parameters()).device
     chunks = []
-    with torch.inference_mode():
+    cudnn = torch.backends.cudnn
+    # Full fp32: cuDNN's default runs fp32 convolutions in TF32 on Ampere and newer GPUs, which would make
+    # these features differ from the CPU's and a T4's (and from the cached ones they are compared with).
+    with torch.inference_mode(), cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                                             benchmark_limit=cudnn.benchmark_limit,
+                                             deterministic=cudnn.deterministic, allow_tf32=False):
         for start in progress_bar(range(0, len(images), batch_size), desc=desc, unit="batch", disable=desc is None):
             batch = images[start:start + batch_size].to(device, non_blocking=True)
             chunks.append(model(batch.contiguous(memory_format=torch.channels_last))[0].float().cpu())
