@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any, Callable
 
@@ -75,6 +76,18 @@ def require_train_defaults(arch: str, defaults: dict[str, Any], cfg, because: st
         value = getattr(cfg.train, key)
         if value != default:
             raise PainterError(f"config key train.{key} = {value!r} {because}; {arch} needs {default!r}")
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module):
+    """No parameter gradients for `modules` inside (the generator's step through a discriminator)."""
+    for module in modules:
+        module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.requires_grad_(True)
 
 
 class Trainer:

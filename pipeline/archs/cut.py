@@ -24,8 +24,9 @@ from .. import losses
 from ..config import option
 from ..errors import PainterError
 from . import register
+from .base import frozen
 from .nets import PatchDiscriminator, PatchSampler, ResnetGenerator, init_xavier, patch_nce_loss
-from .translation import TranslationArchitecture, TranslationOptions, TranslationTrainer, frozen
+from .translation import TranslationArchitecture, TranslationOptions, TranslationTrainer
 
 
 @dataclass

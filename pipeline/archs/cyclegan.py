@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from .. import losses
 from ..config import option
 from . import register
+from .base import frozen
 from .nets import ImagePool, PatchDiscriminator, ResnetGenerator
-from .translation import TranslationArchitecture, TranslationOptions, TranslationTrainer, frozen
+from .translation import TranslationArchitecture, TranslationOptions, TranslationTrainer
 
 
 @dataclass

@@ -23,7 +23,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from .. import losses
 from ..errors import PainterError
 from . import register
-from .base import GRID_SIZE, Architecture, Trainer
+from .base import GRID_SIZE, Architecture, Trainer, frozen
 
 WARMUP_CRITIC_STEPS = 100  # WGAN (Arjovsky et al. 2017): for the first 25 and every 500th generator step
 
@@ -189,8 +189,8 @@ class NoiseTrainer(Trainer):
                     for p in self.d.parameters():
                         p.clamp_(-tc.clip, tc.clip)
 
-        with self.autocast():
-            loss_g = arch.generator_loss(self.d_run(self.augment(fake)))
+        with self.autocast(), frozen(self.d):  # the raw module: no weight gradients, no DDP sync for them
+            loss_g = arch.generator_loss(self.d(self.augment(fake)))
         self.update("g", loss_g)
         d_real, d_fake = d_real.float().mean().detach(), d_fake.float().mean().detach()
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "gp": gp.detach(),

@@ -53,9 +53,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from .. import losses
 from ..config import option
 from . import register
-from .base import GRID_SIZE, Trainer, require_train_defaults
+from .base import GRID_SIZE, Trainer, frozen, require_train_defaults
 from .dcgan import FromNoise, dcgan_init
-from .translation import frozen
 
 # The paper's generator (and decoder) widths per feature-map size, as multiples of the base width.
 G_WIDTH = {4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5}

@@ -8,7 +8,6 @@ windows, it translates whole 256 px photos.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -70,18 +69,6 @@ class PhotoInputs:
             return [f"all {n} photos, each translated once"]
         repeats = f"; images beyond {2 * n} repeat earlier ones" if count > 2 * n else ""
         return [f"{n} photos, each translated once, then {count - n} more from the photos mirrored{repeats}"]
-
-
-@contextlib.contextmanager
-def frozen(*modules: nn.Module):
-    """No parameter gradients for `modules` inside (the generator's step through a discriminator)."""
-    for module in modules:
-        module.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for module in modules:
-            module.requires_grad_(True)
 
 
 class TranslationArchitecture(Architecture):
