@@ -132,10 +132,24 @@ def write_images(generator: torch.nn.Module, out: Path, count: int, seed: int, b
                 future.result()  # re-raises a failed write (a full disk, say) here
                 bar.update(1)
 
-        for start in range(0, len(todo), batch_size):
-            indices = todo[start:start + batch_size]
-            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                batch = to_uint8_256(generator(inputs.batch(indices, device)))
+        done = 0
+        while done < len(todo):
+            indices = todo[done:done + batch_size]
+            try:
+                with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    batch = to_uint8_256(generator(inputs.batch(indices, device)))
+            except torch.OutOfMemoryError:
+                # A translation generator at 256 px holds tens of MB per image: on a small GPU (a T4) a
+                # batch may not fit. Halve it rather than lose a run that has trained for hours.
+                if batch_size == 1:
+                    raise
+                batch_size = max(1, batch_size // 2)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                log(f"generate: out of memory; going on with {batch_size} images at a time "
+                    f"(--set generate.batch_size={batch_size} starts there)")
+                continue
+            done += len(indices)
             encoded = encode_on_gpu(batch, jpeg_quality) if gpu_encoder else None
             if gpu_encoder and encoded is None:
                 log("generate: this torchvision cannot encode JPEGs on the GPU; encoding on the CPU")

@@ -29,6 +29,26 @@ def test_images_do_not_depend_on_batch_size_and_are_valid_jpegs(tmp_path):
     assert len(set(a.values())) == 20  # one noise vector per image
 
 
+def test_out_of_memory_halves_the_batch_and_the_images_stay_the_same(tmp_path):
+    """A GPU that cannot hold a batch (a T4, CUT at 256 px) must not cost a run that trained for hours."""
+    g = tiny_generator()
+    (tmp_path / "plain").mkdir()
+    generate.write_images(g, tmp_path / "plain", 20, 3, 16, 90, torch.device("cpu"), log=lambda _: None)
+
+    def small_memory(module, args):
+        if len(args[0]) > 5:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 7.50 GiB")
+
+    g.register_forward_pre_hook(small_memory)
+    lines = []
+    (tmp_path / "halved").mkdir()
+    generate.write_images(g, tmp_path / "halved", 20, 3, 16, 90, torch.device("cpu"), log=lines.append)
+    assert files_of(tmp_path / "halved") == files_of(tmp_path / "plain")
+    assert [line for line in lines if "out of memory" in line] == [
+        "generate: out of memory; going on with 8 images at a time (--set generate.batch_size=8 starts there)",
+        "generate: out of memory; going on with 4 images at a time (--set generate.batch_size=4 starts there)"]
+
+
 def test_on_a_cpu_the_generator_sees_small_batches_whatever_the_setting(tmp_path):
     """A translation generator at 256 px holds tens of MB per image: 250 at once took 15 GB."""
     g = tiny_generator()
