@@ -38,7 +38,8 @@ def report() -> list[tuple[str, str]]:
                            f"{str(exc).strip().splitlines()[0]})")
             precision = "native bf16" if cuda_has_native_bf16(torch.device("cuda", i)) else \
                 "no native bf16 (fp16 with loss scaling)"
-            rows.append((f"cuda:{i}", f"{props.name}, {props.total_memory / 2**30:.0f} GiB, {arch}, {precision}{problem}"))
+            memory = f"{props.total_memory / 2**30:.0f} GiB"
+            rows.append((f"cuda:{i}", f"{props.name}, {memory}, {arch}, {precision}{problem}"))
     else:
         rows.append(("cuda", "not available (training and scoring run on the CPU)"))
     rows.append(("cpu", f"{os.cpu_count()} cores, "
