@@ -101,7 +101,7 @@ class GenerateConfig:
                         "architectures: 0 = one per photo, fewer = a seeded subset, more = mirrored photos fill up")
     seed: int = option(0, min=0)
     batch_size: int = option(250, min=1, max=10_000,
-                             help="images per generator batch (on a CPU at most 16; halved when a GPU runs out of memory)")
+                             help="images per generator batch (a CPU: at most 16; halved if a GPU runs out of memory)")
     jpeg_quality: int = option(95, min=1, max=100)
     amp: bool = option(True, help="mixed precision as in training (bf16/fp16 on GPUs, bf16 on CPUs that have it)")
     checkpoint: str = option("best", choices=("best", "final"),
