@@ -27,6 +27,10 @@ def run(cfg: Config, wd: Workdir, *, until: str = "submit", force: Collection[st
     unknown = set(force) - set(STAGES)
     if unknown:
         raise PainterError(f"unknown stage(s) {', '.join(sorted(unknown))}; the stages are {', '.join(STAGES)}")
+    if STAGES.index(until) >= STAGES.index("score") and cfg.score.inception:
+        # A wrong weights path is said before hours of training, not after.
+        from .metrics.inception import find_weights
+        find_weights(inception_weights)
     steps = {
         "download": lambda f: download.run(cfg, wd, force=f, log=log),
         "prepare": lambda f: prepare.run(cfg, wd, force=f, log=log),

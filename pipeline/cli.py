@@ -69,7 +69,8 @@ def stage_options(func):
 
 
 inception_option = click.option(
-    "--inception-weights", type=click.Path(dir_okay=False), envvar="PAINTER_INCEPTION_WEIGHTS",
+    # No click envvar: find_weights reads the variable itself, and names it as the source.
+    "--inception-weights", type=click.Path(dir_okay=False),
     help="Local Inception weights file for FID/KID/MiFID (env PAINTER_INCEPTION_WEIGHTS); "
          "without it torch-fidelity downloads them.")
 submissions_option = click.option(
@@ -326,7 +327,7 @@ def kernel():
               help="The kernel session's time limit: training stops early enough for generate, score and the "
                    "zip to finish inside it, judged from the run's own speed. Default: 5, this competition's "
                    "limit as painter knows it (Kaggle ends any GPU session at 12).")
-@click.option("--inception-weights", type=click.Path(dir_okay=False), envvar="PAINTER_INCEPTION_WEIGHTS",
+@click.option("--inception-weights", type=click.Path(dir_okay=False),
               help="Local Inception weights to upload with the wheels, for FID/KID/MiFID on Kaggle (which runs "
                    "offline); default: the torch hub cache when it has them (env PAINTER_INCEPTION_WEIGHTS).")
 @click.option("--wheels", type=click.Path(file_okay=False, exists=True, path_type=Path),

@@ -161,3 +161,14 @@ def test_info_on_a_gpu_says_its_precision_and_whether_this_torch_can_use_it(pain
     assert rows["cuda:0"].startswith("Tesla T4, 15 GiB, sm_75, no native bf16 (fp16 with loss scaling)")
     if not real_gpu:
         assert "NOT usable by this torch build" in rows["cuda:0"]
+
+
+def test_a_wrong_weights_path_stops_the_chain_before_any_stage_and_names_where_it_came_from(painter, tmp_path,
+                                                                                         monkeypatch):
+    demo = ["--config", str(REPO / "configs" / "demo.toml")]
+    result = painter("run", *demo, "--inception-weights", str(tmp_path / "missing.pth"), ok=False)
+    assert result.exit_code == 1 and "(from --inception-weights) does not exist" in result.output
+    monkeypatch.setenv("PAINTER_INCEPTION_WEIGHTS", str(tmp_path / "missing.pth"))
+    result = painter("run", *demo, ok=False)
+    assert result.exit_code == 1 and "(from PAINTER_INCEPTION_WEIGHTS) does not exist" in result.output
+    assert not (tmp_path / "work").exists()  # not a stage ran: no download, no training
