@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,7 @@ from .archs.dcgan import NoiseInputs
 from .artifacts import Workdir, clear_folder, fingerprint, read_json, require_stamp, run_stage, write_json_atomic
 from .config import Config
 from .devices import autocast_dtype, generator_batch, resolve_device
+from .errors import Stopped
 from .images import COMPETITION_SIZE, to_uint8_256
 from .progress import progress_bar
 from .train import train_dir
@@ -202,8 +204,13 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
         sources = archs.get(saved["arch"]).inputs(count, gc.seed, saved["spec"], photos=photos)
         for note in sources.notes():
             log(f"generate: {note}")
-        written = write_images(generator, out, count, gc.seed, gc.batch_size, gc.jpeg_quality, device,
-                               gc.amp, log, inputs=sources)
+        try:
+            written = write_images(generator, out, count, gc.seed, gc.batch_size, gc.jpeg_quality, device,
+                                   gc.amp, log, inputs=sources)
+        except KeyboardInterrupt:  # Ctrl-C: every image written so far is complete (renamed into place)
+            have = len(list(out.glob("*.jpg")))
+            raise Stopped(f"generate: stopped by SIGINT with {have} of {count} images written. Run the same "
+                          "command to resume.", signal.SIGINT) from None
         (out / PROGRESS_NAME).unlink()
         return {"count": count, "size": COMPETITION_SIZE, "generator": source.name, "written_this_run": written,
                 "device": str(device), "made_from": sources.notes() or ["noise"]}

@@ -36,7 +36,7 @@ from .artifacts import (Workdir, clear_folder, fingerprint, read_stamp, require_
                         write_torch_atomic)
 from .config import Config
 from .devices import Process, any_rank, start_process_group
-from .errors import PainterError
+from .errors import PainterError, Stopped
 from .images import save_grid
 from .plots import plot_losses
 from .progress import progress_bar
@@ -49,12 +49,8 @@ SLOW_CPU_MEASURE_S = 60.0  # of training, before the estimate
 SLOW_CPU_HOURS = 2.0  # longer than this left gets the hint
 
 
-class TrainingStopped(PainterError):
-    """Stopped by a signal after saving a checkpoint; the exit code says which signal."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
+class TrainingStopped(Stopped):
+    """Stopped by a signal after saving a checkpoint."""
 
 
 class Deadline:

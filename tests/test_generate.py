@@ -1,3 +1,7 @@
+import os
+import re
+import signal
+
 import pytest
 import torch
 from PIL import Image
@@ -134,3 +138,29 @@ def test_the_inference_copy_folds_batch_norms_and_makes_the_same_images(arch):
     with torch.inference_mode():
         assert torch.allclose(fast(z), g(z), atol=1e-5)
     assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())   # the original is untouched
+
+
+def test_ctrl_c_while_generating_says_how_far_it_got_and_the_same_command_resumes(painter, monkeypatch):
+    painter("run", *TINY, "--until", "train")
+    real_for_inference = generate.for_inference
+    batches = []
+
+    def interrupted_at_the_second_batch(g):
+        g = real_for_inference(g)
+
+        def hook(module, args, output):
+            batches.append(len(output))
+            if len(batches) == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: KeyboardInterrupt in the main thread
+
+        g.register_forward_hook(hook)
+        return g
+
+    monkeypatch.setattr(generate, "for_inference", interrupted_at_the_second_batch)
+    stopped = painter("generate", *TINY, ok=False)
+    found = re.search(r"generate: stopped by SIGINT with (\d+) of (\d+) images written\. Run the same command "
+                      r"to resume\.", stopped.output)
+    assert stopped.exit_code == 128 + signal.SIGINT and found, stopped.output
+    monkeypatch.setattr(generate, "for_inference", real_for_inference)
+    resumed = painter("generate", *TINY)
+    assert f"generate: resuming: {found.group(1)} of {found.group(2)} images are already written" in resumed.output
