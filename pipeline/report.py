@@ -550,7 +550,8 @@ def floor_sentences(found: dict[float, list[str]]) -> list[str]:
         return [f"SWD of one half of the paintings against the other: {_fmt(value)}; a run at the floor is as "
                 "close to the paintings as real paintings are."]
     each = "; ".join(f"{_fmt(value)} for {', '.join(runs)}" for value, runs in sorted(found.items()))
-    return ["The runs were not all scored against the same paintings: their floors disagree.",
+    return ["The runs' floors differ: SWD's floor depends on the paintings and on how many images each side "
+            "compares (half the paintings, or fewer when a run has fewer images, as a small photo set).",
             f"SWD of one half of the paintings against the other, per run: {each}; a run at its floor is as "
             "close to the paintings as real paintings are."]
 
@@ -954,7 +955,7 @@ def write_report(wd: Workdir, table: pd.DataFrame, out_dir: Path | None = None, 
         if stale.is_file() and OUR_FILES.match(stale.name) and stale.name not in images:
             stale.unlink()
     if len(found) > 1:
-        log("leaderboard: the runs' real-vs-real SWD floors disagree (scored against different paintings?): "
+        log("leaderboard: the runs' real-vs-real SWD floors differ (other paintings, or fewer images compared): "
             + "; ".join(f"{_fmt(v)} for {', '.join(r)}" for v, r in sorted(found.items())))
     images_kb = sum(len(d) for d, _ in images.values()) / 1024
     log(f"leaderboard: wrote {md_path} ({len(images)} images in {files_dir.name}/, {images_kb:,.0f} KB) "

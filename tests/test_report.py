@@ -335,8 +335,8 @@ def test_rewrite_clears_stale_files_and_names_disagreeing_floors(tmp_path):
     assert gone and all(EVIL not in name and "-local-" in name for name in gone)  # its losses and nearest pairs
     assert keep.is_file()
     md = (out / "leaderboard.md").read_text()
-    assert "floors disagree" in md and "24.21 for" in md and "30 for" in md
-    assert any("floors disagree" in line for line in lines)
+    assert "floors differ" in md and "24.21 for" in md and "30 for" in md
+    assert any("floors differ" in line for line in lines)
     assert "no loss curves" in md
     never = md.split("never-scored")[-1]
     assert "SWD: not scored" in never and "no samples" in never and "no metrics.csv" in never
