@@ -9,6 +9,7 @@ the section named after it) in its module under pipeline/archs/.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -197,18 +198,26 @@ def _check_value(where: str, f: dataclasses.Field, value):
     return value
 
 
+def _did_you_mean(name: str, choices, section: str | None = None) -> str:
+    """ " (did you mean train.steps?)" for a near miss among `choices`, else ""."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {section + '.' if section else ''}{close[0]}?)" if close else ""
+
+
 def _apply(config: Config, values: dict, origin: str) -> None:
     for section, keys in values.items():
         if section not in SECTIONS and section not in config.arch_options:
-            raise PainterError(f"{origin}: unknown config section [{section}]; sections are "
-                               f"{', '.join([*SECTIONS, *config.arch_options])}")
+            sections = [*SECTIONS, *config.arch_options]
+            raise PainterError(f"{origin}: unknown config section [{section}]{_did_you_mean(section, sections)}; "
+                               f"sections are {', '.join(sections)}")
         if not isinstance(keys, dict):
             raise PainterError(f"{origin}: [{section}] must be a table of keys")
         target = config.arch_options[section] if section in config.arch_options else getattr(config, section)
         fields = {f.name: f for f in dataclasses.fields(target)}
         for key, value in keys.items():
             if key not in fields:
-                raise PainterError(f"{origin}: unknown config key {section}.{key}; "
+                hint = _did_you_mean(key, fields, section)
+                raise PainterError(f"{origin}: unknown config key {section}.{key}{hint}; "
                                    f"keys of [{section}] are {', '.join(fields)}")
             setattr(target, key, _check_value(f"{section}.{key}", fields[key], value))
 

@@ -29,8 +29,9 @@ def test_preset_values_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[train]\nstepz = 3\n", "unknown config key train.stepz; keys of [train] are steps"),
-    ("[trian]\nsteps = 3\n", "unknown config section [trian]"),
+    ("[train]\nstepz = 3\n", "unknown config key train.stepz (did you mean train.steps?); keys of [train] are steps"),
+    ("[train]\nwarp = 3\n", "unknown config key train.warp; keys of [train] are steps"),  # nothing close
+    ("[trian]\nsteps = 3\n", "unknown config section [trian] (did you mean train?)"),
     ("[train]\nsteps = \"many\"\n", "train.steps: expected an integer, got 'many'"),
     ("[train]\nsteps = true\n", "train.steps: expected an integer, got True"),
     ("[train]\nsteps = 0\n", "train.steps: 0 is out of range; allowed 1..inf"),
