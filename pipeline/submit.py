@@ -60,7 +60,9 @@ def validate_zip(path: Path, progress: bool = True) -> list[str]:
         return [f"{path} is not a valid zip file ({exc})"]
     report = []
     if not MIN_IMAGES <= len(members) <= MAX_IMAGES:
-        report.append(f"holds {len(members)} files; Kaggle needs {MIN_IMAGES:,}-{MAX_IMAGES:,} images")
+        report.append(f"holds {len(members)} files; Kaggle needs {MIN_IMAGES:,}-{MAX_IMAGES:,} images "
+                      f"(--set generate.count=N; a translation architecture's 0 translates every photo, "
+                      f"7,038 on the competition's data)")
     for problem, names in problems.items():
         examples = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         report.append(f"{len(names)} file(s) {problem}: {examples}")
