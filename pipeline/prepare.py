@@ -160,6 +160,9 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict[str
     for domain in domains(cfg):
         folder = raw / FOLDERS[domain]
         files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        if domain == "paintings" and not files:
+            raise PainterError(f"the data source {cfg.data.source!r} has no paintings ({FOLDERS[domain]}/ is empty "
+                               f"in {raw}); expected the competition's layout, monet_jpg/ and photo_jpg/")
         if domain == "photos" and not files:
             raise PainterError(f"{cfg.model.arch} translates photos into paintings, but the data source "
                                f"{cfg.data.source!r} has no photos ({FOLDERS[domain]}/ is missing or empty in {raw}); "

@@ -84,6 +84,10 @@ def test_download_from_a_folder_is_cached_by_content(painter, tmp_path, monkeypa
     (tmp_path / "flat").mkdir()
     result = painter("download", "--source", str(tmp_path / "flat"), ok=False)
     assert result.exit_code == 1 and "has no monet_jpg/ folder" in result.output
+    (tmp_path / "empty" / "monet_jpg").mkdir(parents=True)
+    painter("download", "--source", str(tmp_path / "empty"))
+    result = painter("prepare", "--source", str(tmp_path / "empty"), ok=False)
+    assert result.exit_code == 1 and "has no paintings (monet_jpg/ is empty in" in result.output
 
 
 def test_every_stage_names_the_data_with_source(painter, tmp_path):
