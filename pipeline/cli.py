@@ -386,7 +386,8 @@ def kernel_pull(cfg: Config, wd: Workdir, force: bool, submissions: Path):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="TOML preset.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override one key.")
 @source_option
-@click.option("--keys", is_flag=True, help="List every key with its default and meaning instead.")
+@click.option("--keys", is_flag=True,
+              help="List every key with its value, its meaning and (when it differs) its default instead.")
 def show_config(config_path: Path | None, overrides: tuple[str, ...], source: str | None, keys: bool):
     """Print the resolved config (a preset plus overrides) as TOML.
 
@@ -394,4 +395,5 @@ def show_config(config_path: Path | None, overrides: tuple[str, ...], source: st
     Example:
       painter config --config configs/demo.toml --set train.steps=50
     """
-    click.echo(describe_keys() if keys else load_config(config_path, with_source(overrides, source)).to_toml())
+    cfg = load_config(config_path, with_source(overrides, source))
+    click.echo(describe_keys(cfg) if keys else cfg.to_toml())

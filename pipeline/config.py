@@ -265,17 +265,23 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
     return config
 
 
-def describe_keys() -> str:
-    """All keys with defaults and help, for `painter --help`-style listings; then the architectures."""
+def describe_keys(config: Config | None = None) -> str:
+    """All keys with their values in `config` (without one, the defaults) and help, for `painter
+    --help`-style listings; a value that is not the default says the default. Then the architectures."""
     from . import archs
 
     lines = []
     for section, factory in [*SECTIONS.items(), *arch_sections().items()]:
         if section not in SECTIONS:
             lines.append(f"# [{section}]: used when model.arch = {section!r}")
+        current = None if config is None else \
+            getattr(config, section) if section in SECTIONS else config.arch_options.get(section)
         for f in dataclasses.fields(factory()):
-            lines.append(f"{section}.{f.name} = {_toml_value(f.default)}"
-                         + (f"  # {f.metadata['help']}" if f.metadata["help"] else ""))
+            value = f.default if current is None else getattr(current, f.name)
+            notes = [f.metadata["help"]] if f.metadata["help"] else []
+            if value != f.default:
+                notes.append(f"default {_toml_value(f.default)}")
+            lines.append(f"{section}.{f.name} = {_toml_value(value)}" + (f"  # {'; '.join(notes)}" if notes else ""))
     lines.append("\n# model.arch: what each architecture is and consumes")
     for arch in archs.all_architectures():
         lines.append(f"#   {arch.name:<9} ({'from noise' if arch.consumes == 'noise' else 'translates photos'}) "

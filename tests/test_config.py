@@ -71,3 +71,13 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
     assert again == cfg
     assert "train.steps = 5000" in describe_keys()
     assert Config().run.device == "auto"
+
+
+def test_keys_of_a_preset_show_its_values_and_the_defaults_they_replace():
+    listed = describe_keys(load_config(REPO / "configs" / "cut.toml", ["train.steps=7"])).splitlines()
+    steps = next(line for line in listed if line.startswith("train.steps = "))
+    assert steps.startswith("train.steps = 7  # ") and steps.endswith("; default 5000")
+    arch = next(line for line in listed if line.startswith("model.arch = "))
+    assert arch.startswith('model.arch = "cut"') and arch.endswith('default "dcgan"')
+    seed = next(line for line in listed if line.startswith("train.seed = "))
+    assert "default" not in seed.split("#")[-1]  # unchanged keys say nothing more
