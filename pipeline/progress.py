@@ -35,7 +35,12 @@ def progress_bar(iterable=None, **kwargs) -> tqdm:
     """tqdm(iterable, **kwargs), as lines every LOG_INTERVAL s when stderr is not a terminal."""
     stream = kwargs.pop("file", None) or sys.stderr
     if not stream.isatty():
-        kwargs.setdefault("mininterval", float(os.environ.get("TQDM_MININTERVAL", LOG_INTERVAL)))
+        interval = float(os.environ.get("TQDM_MININTERVAL", LOG_INTERVAL))
+        kwargs.setdefault("mininterval", interval)
+        # The time is checked at every item: with tqdm's adaptive miniters a loop that slows down (fast
+        # batches, then slow ones) is not looked at for many items, and its monitor thread then redraws
+        # the last count again, a second line per interval with a stale number.
+        kwargs.setdefault("miniters", 1)
         kwargs.update(file=_Lines(stream), ascii=True, ncols=120, dynamic_ncols=False)
     else:
         kwargs["file"] = stream

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 from pipeline.progress import progress_bar
 
@@ -34,6 +35,17 @@ def test_a_bar_in_a_log_prints_plain_lines_at_its_interval_and_at_the_end():
     for _ in progress_bar(range(3), desc="work", file=terminal, mininterval=0):
         pass
     assert "\r" in terminal.getvalue()  # a terminal still gets a bar redrawn in place
+
+
+def test_a_loop_that_slows_down_logs_fresh_counts_never_a_repeated_line():
+    """Fast items, then slow ones (a generator's first batches, then the encoder's backlog): with tqdm's
+    adaptive miniters the slow part went unseen and its monitor thread logged the old count again."""
+    log = io.StringIO()
+    for i in progress_bar(range(130), desc="work", file=log, mininterval=0.5):
+        time.sleep(0.001 if i < 100 else 0.05)
+    counts = [re.search(r"(\d+)/130", line).group(1) for line in log.getvalue().splitlines()]
+    assert counts[-1] == "130" and len(counts[:-1]) == len(set(counts[:-1])), counts  # the end line repeats
+    assert len(counts) >= 4  # the slow part shows its progress (1.5 s at most every 0.5 s)
 
 
 def test_a_whole_run_logged_to_a_file_stays_a_few_dozen_lines(tmp_path):
