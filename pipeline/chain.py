@@ -27,16 +27,17 @@ def run(cfg: Config, wd: Workdir, *, until: str = "submit", force: Collection[st
     unknown = set(force) - set(STAGES)
     if unknown:
         raise PainterError(f"unknown stage(s) {', '.join(sorted(unknown))}; the stages are {', '.join(STAGES)}")
+    weights = None
     if STAGES.index(until) >= STAGES.index("score") and cfg.score.inception:
-        # A wrong weights path is said before hours of training, not after.
+        # A wrong weights path is said before hours of training, not after (and the file hashed once).
         from .metrics.inception import find_weights
-        find_weights(inception_weights)
+        weights = find_weights(inception_weights)
     steps = {
         "download": lambda f: download.run(cfg, wd, force=f, log=log),
         "prepare": lambda f: prepare.run(cfg, wd, force=f, log=log),
         "train": lambda f: train.run(cfg, wd, force=f, log=log),
         "generate": lambda f: generate.run(cfg, wd, force=f, log=log),
-        "score": lambda f: score.run(cfg, wd, force=f, inception_weights=inception_weights, log=log),
+        "score": lambda f: score.run(cfg, wd, force=f, weights=weights, log=log),
         "submit": lambda f: submit.run(cfg, wd, submissions or Path("submissions"), force=f, log=log),
     }
     stamps = {}

@@ -27,7 +27,7 @@ from .errors import PainterError
 from .generate import images_dir
 from .decode import load_rgb
 from .images import COMPETITION_SIZE, read_jpegs, save_grid
-from .metrics.inception import FeatureCache, find_weights, inception_scores
+from .metrics.inception import FeatureCache, Weights, find_weights, inception_scores
 from .metrics.nearest import nearest_pairs, save_pairs_png
 from .metrics.swd import sliced_wasserstein_distance
 from .devices import resolve_device
@@ -184,13 +184,15 @@ def _photo_or_none(path: Path):
 
 
 def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str | None = None,
-        log=print) -> dict:
+        weights: Weights | None = None, log=print) -> dict:
+    """weights: the Inception weights already found (and checked) by the caller, else found here."""
     generated = images_dir(cfg, wd)
     generated_stamp = require_stamp(generated, "generated images", "painter generate")
     reference = prepare.shards_dir(cfg, wd, COMPETITION_SIZE)
     reference_stamp = require_stamp(reference, "reference shards", "painter prepare")
     sc = cfg.score
-    weights = find_weights(inception_weights) if sc.inception else None
+    if weights is None and sc.inception:
+        weights = find_weights(inception_weights)
     try:
         baseline = photos_baseline(cfg, wd, weights, log=log)
     except PainterError as exc:  # the run's own score does not depend on the photos
