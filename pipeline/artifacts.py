@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .errors import PainterError
+from .layout import Workdir  # noqa: F401  (moving: import it from pipeline.layout)
 
 STAMP_NAME = "_stamp.json"
 
@@ -182,25 +183,3 @@ def run_stage(
         os.replace(tmp_dir, out_dir)
         _remove(old_dir)
     return new_stamp
-
-
-class Workdir:
-    """Where every artifact lives; one object so no stage invents its own paths."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    def raw(self, source_id: str) -> Path:
-        return self.root / "raw" / source_id
-
-    def shards(self, source_id: str, resolution: int, domain: str = "paintings") -> Path:
-        """Prepared images of one domain: the paintings (<source>-<res>px) or the photos (<source>-photos-<res>px)."""
-        infix = "" if domain == "paintings" else f"-{domain}"
-        return self.root / "shards" / f"{source_id}{infix}-{resolution}px"
-
-    def run(self, name: str) -> Path:
-        return self.root / "runs" / name
-
-    def runs(self) -> list[Path]:
-        runs_dir = self.root / "runs"
-        return sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []

@@ -49,7 +49,7 @@ MAX_PENDING_BATCHES = 3  # bounds memory while encoding and writing lag behind t
 
 
 def images_dir(cfg: Config, wd: Workdir) -> Path:
-    return wd.run(cfg.run.name) / "images"
+    return wd.run_folder(cfg.run.name).images
 
 
 def image_name(index: int) -> str:

@@ -67,7 +67,7 @@ def kernel_title(run: str) -> str:
 
 
 def kernel_dir(wd: Workdir, run: str) -> Path:
-    return wd.root / "kernels" / run
+    return wd.kernel(run)
 
 
 # ------------------------------------------------------------------ wheels

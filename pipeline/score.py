@@ -37,11 +37,11 @@ NEAREST_PAIRS = 8
 
 
 def score_dir(cfg: Config, wd: Workdir) -> Path:
-    return wd.run(cfg.run.name) / "score"
+    return wd.run_folder(cfg.run.name).score
 
 
 def reference_features_dir(wd: Workdir) -> Path:
-    return wd.root / "features"
+    return wd.reference_features
 
 
 def swd_with_floor(real: torch.Tensor, fake: torch.Tensor, seed: int) -> dict:
@@ -133,7 +133,7 @@ def seeded_sample(files: list[Path], count: int, seed: int) -> list[Path]:
 
 
 def baseline_dir(cfg: Config, wd: Workdir) -> Path:
-    return wd.root / "baselines" / f"{source_id(cfg.data.source)}-photos"
+    return wd.baseline(source_id(cfg.data.source))
 
 
 def photos_baseline(cfg: Config, wd: Workdir, weights, *, force: bool = False, log=print) -> dict | None:

@@ -97,7 +97,7 @@ def images_after_training(cfg: Config, data: dict) -> int:
 
 
 def train_dir(cfg: Config, wd: Workdir) -> Path:
-    return wd.run(cfg.run.name) / "train"
+    return wd.run_folder(cfg.run.name).train
 
 
 @contextmanager

@@ -1,0 +1,187 @@
+"""Where everything lives: the workdir's folders, a run's folders and the files in them, each named here
+once. Every stage, the leaderboard, the report, the kernel and the benchmarks ask these objects for a
+path; none spells a folder or file name of its own. Free of torch: the CLI imports it first.
+
+    <workdir>/raw/<source>/                       download
+    <workdir>/shards/<source>[-photos]-<res>px/   prepare
+    <workdir>/runs/<run>/train/                   train: checkpoint, generator, metrics, grids
+    <workdir>/runs/<run>/images/                  generate: the JPEGs
+    <workdir>/runs/<run>/score/                   score: score.json, nearest.png
+    <workdir>/runs/<run>/features/                score: the generated images' Inception features
+    <workdir>/runs/<run>/kaggle/                  kernel pull: what a Kaggle kernel's run left
+    <workdir>/baselines/<source>-photos/          score: the untouched photos scored as a run
+    <workdir>/features/                           score: the paintings' Inception features
+    <workdir>/kernels/<run>/                      kernel push: the pushed kernel and its records
+    <submissions>/<run>/                          submit: images.zip and its score.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The files a run's stages write; a kernel exports them under the same names.
+SCORE = "score.json"
+METRICS = "metrics.csv"
+SAMPLES = "samples.png"        # the final grid of a run (or of the untouched photos)
+LOSSES = "losses.png"
+NEAREST = "nearest.png"
+ZIP = "images.zip"
+TRAIN_SUMMARY = "summary.json"
+KERNEL_RECORD = "kernel.json"  # in runs/<run>/kaggle/: which kernel version this is, written last by pull
+SUBMISSION_RECORD = "submission.json"
+PUSH_RECORD = "push.json"
+KAGGLE_STANDINGS = "leaderboard_kaggle.json"
+
+
+class RunFolder:
+    """One run's folder, `<workdir>/runs/<name>/`, and the paths of what its stages write."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.name = self.root.name
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.root)!r})"
+
+    # the stages' folders
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def score(self) -> Path:
+        return self.root / "score"
+
+    @property
+    def features(self) -> Path:
+        """The generated images' Inception features (one set kept)."""
+        return self.root / "features"
+
+    @property
+    def kaggle(self) -> Path:
+        """What `painter kernel pull` registered of a Kaggle kernel's run of this config."""
+        return self.root / "kaggle"
+
+    # train/
+    @property
+    def checkpoint(self) -> Path:
+        return self.train / "checkpoint.pt"
+
+    @property
+    def generator(self) -> Path:
+        return self.train / "generator.pt"
+
+    @property
+    def best_generator(self) -> Path:
+        return self.train / "best.pt"
+
+    @property
+    def best_record(self) -> Path:
+        return self.train / "best.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.train / METRICS
+
+    @property
+    def train_config(self) -> Path:
+        return self.train / "config.toml"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.train / TRAIN_SUMMARY
+
+    @property
+    def sample_grids(self) -> Path:
+        """The grids saved during training, one per `train.sample_every` steps."""
+        return self.train / "samples"
+
+    @property
+    def samples(self) -> Path:
+        return self.train / SAMPLES
+
+    @property
+    def losses(self) -> Path:
+        return self.train / LOSSES
+
+    # score/
+    @property
+    def score_json(self) -> Path:
+        return self.score / SCORE
+
+    @property
+    def nearest(self) -> Path:
+        return self.score / NEAREST
+
+    # kaggle/
+    @property
+    def kernel_record(self) -> Path:
+        return self.kaggle / KERNEL_RECORD
+
+    @property
+    def submission_record(self) -> Path:
+        return self.kaggle / SUBMISSION_RECORD
+
+    def exported(self) -> dict[str, Path]:
+        """The files a run hands on (a Kaggle kernel's output, read back by the report), by name."""
+        return {SCORE: self.score_json, SAMPLES: self.samples, LOSSES: self.losses, METRICS: self.metrics,
+                "train-" + TRAIN_SUMMARY: self.train_summary, NEAREST: self.nearest}
+
+
+class Workdir:
+    """Where every artifact lives; one object so no stage invents its own paths."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def raw(self, source_id: str) -> Path:
+        return self.root / "raw" / source_id
+
+    def shards(self, source_id: str, resolution: int, domain: str = "paintings") -> Path:
+        """Prepared images of one domain: the paintings (<source>-<res>px) or the photos (<source>-photos-<res>px)."""
+        infix = "" if domain == "paintings" else f"-{domain}"
+        return self.root / "shards" / f"{source_id}{infix}-{resolution}px"
+
+    # transitional, until every caller asks run_folder()
+    def run(self, name: str) -> Path:
+        return self.run_folder(name).root
+
+    def runs(self) -> list[Path]:
+        return [folder.root for folder in self.run_folders()]
+
+    @property
+    def runs_root(self) -> Path:
+        return self.root / "runs"
+
+    def run_folder(self, name: str) -> RunFolder:
+        return RunFolder(self.runs_root / name)
+
+    def run_folders(self) -> list[RunFolder]:
+        found = sorted(p for p in self.runs_root.iterdir() if p.is_dir()) if self.runs_root.is_dir() else []
+        return [RunFolder(path) for path in found]
+
+    @property
+    def baselines_root(self) -> Path:
+        return self.root / "baselines"
+
+    def baseline(self, source_id: str) -> Path:
+        """The untouched photos of `source_id`, scored as if they were a run's images."""
+        return self.baselines_root / f"{source_id}-photos"
+
+    @property
+    def reference_features(self) -> Path:
+        """The paintings' Inception features, shared by every run scored against them."""
+        return self.root / "features"
+
+    def kernel(self, run: str) -> Path:
+        """What `painter kernel push` made and recorded for `run`."""
+        return self.root / "kernels" / run
+
+    @property
+    def kaggle_standings(self) -> Path:
+        """The competition's public leaderboard as last fetched (`painter leaderboard --kaggle`)."""
+        return self.root / KAGGLE_STANDINGS
