@@ -17,18 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PainterError
+from .options import option
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10 (Kaggle's image at times): the same parser, packaged
     import tomli as tomllib
-
-
-def option(default, *, choices=None, min=None, max=None, power_of_two=False, help=""):
-    """One config key: its default, the values it may take (`choices` may be a function that lists
-    them), and what it means."""
-    return field(default=default, metadata=dict(choices=choices, min=min, max=max,
-                                                power_of_two=power_of_two, help=help))
 
 
 def _architecture_names() -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import losses
-from ..config import option
+from ..options import option
 from ..errors import PainterError
 from . import register
 from .base import frozen

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
-from ..config import option
+from ..options import option
 from . import register
 from .base import frozen
 from .nets import ImagePool, PatchDiscriminator, ResnetGenerator

@@ -51,7 +51,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .. import losses
-from ..config import option
+from ..options import option
 from . import register
 from .base import GRID_SIZE, Trainer, frozen, require_train_defaults
 from .dcgan import FromNoise, dcgan_init

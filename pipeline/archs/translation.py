@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import option
+from ..options import option
 from ..errors import PainterError
 from .base import Architecture, Trainer, require_train_defaults
 from .nets import ResnetGenerator
