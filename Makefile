@@ -14,11 +14,14 @@ ARGS ?=
 
 # The PyTorch a Kaggle kernel runs painter on (its image's torch, with the matching torchvision), in
 # a virtual environment of its own: `make test-kaggle` before any change to the kernel.
-KAGGLE_PYTHON ?= python3.11
+# Kaggle's image runs Python 3.12: the first python3.12 that runs (a pyenv shim may not), else python3.11.
+KAGGLE_PYTHON ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.11,\
+	$(if $(shell $(p) -c 'print(1)' 2>/dev/null),$(p))))
 KAGGLE_TORCH ?= 2.10.0
 KAGGLE_TORCHVISION ?= 0.25.0
 KAGGLE_VENV := .venv-kaggle
-KAGGLE_INSTALLED := $(KAGGLE_VENV)/.installed-$(KAGGLE_TORCH)
+KAGGLE_PY_VERSION := $(shell $(KAGGLE_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+KAGGLE_INSTALLED := $(KAGGLE_VENV)/.installed-$(KAGGLE_TORCH)-py$(KAGGLE_PY_VERSION)
 
 .PHONY: setup demo all test test-kaggle sweep download prepare train generate score submit leaderboard
 
@@ -46,7 +49,9 @@ test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest -q --durations=15 $(ARGS)
 
 $(KAGGLE_INSTALLED): pyproject.toml
-	@test -x $(KAGGLE_VENV)/bin/python || $(KAGGLE_PYTHON) -m venv $(KAGGLE_VENV)
+	@# a venv of another Python (an earlier 3.11 one) is made anew
+	@$(KAGGLE_VENV)/bin/python -c 'import sys; assert "%d.%d" % sys.version_info[:2] == "$(KAGGLE_PY_VERSION)"' 2>/dev/null \
+		|| { rm -rf $(KAGGLE_VENV) && $(KAGGLE_PYTHON) -m venv $(KAGGLE_VENV); }
 	$(KAGGLE_VENV)/bin/python -m pip install --upgrade pip
 	$(KAGGLE_VENV)/bin/python -m pip install 'torch==$(KAGGLE_TORCH)' 'torchvision==$(KAGGLE_TORCHVISION)'
 	$(KAGGLE_VENV)/bin/python -m pip install -e '.[test]'
