@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .errors import PainterError
+from .lock import holding
 from .layout import Workdir  # noqa: F401  (moving: import it from pipeline.layout)
 
 STAMP_NAME = "_stamp.json"
@@ -133,9 +134,15 @@ def run_stage(
     By default `build` fills a fresh temporary folder that replaces `out_dir` only once complete.
     With `in_place=True` (training, which resumes from its own checkpoints) it works in `out_dir`
     itself; the old stamp is removed first, so a killed run never looks complete.
-    Returns the stamp; `build` may return a summary dict that is stored in it.
+    Returns the stamp; `build` may return a summary dict that is stored in it. The folder's lock is
+    held throughout (pipeline/lock.py): a second process on the same output stops, or waits.
     """
-    out_dir = Path(out_dir)
+    with holding(Path(out_dir), stage, log=log):
+        return _run_stage_holding_lock(stage, Path(out_dir), inputs, build, force=force, in_place=in_place, log=log)
+
+
+def _run_stage_holding_lock(stage: str, out_dir: Path, inputs: dict, build: Callable[[Path], dict | None], *,
+                            force: bool, in_place: bool, log: Callable[[str], None]) -> dict:
     new_fp = fingerprint(inputs)
     stamp = read_stamp(out_dir)
     if stamp is not None and stamp.get("fingerprint") == new_fp and not force:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, lock
 from .artifacts import Workdir
 from .chain import STAGES
 from .config import Config, describe_keys, load_config
@@ -52,7 +52,7 @@ def with_source(overrides: tuple[str, ...], source: str | None) -> tuple[str, ..
 
 
 def stage_options(func):
-    """--config, --set, --source, --workdir and --force, shared by every stage."""
+    """--config, --set, --source, --workdir, --force and --wait, shared by every stage."""
     @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                   help="TOML preset, e.g. configs/demo.toml (default: built-in DCGAN settings).")
     @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -61,10 +61,14 @@ def stage_options(func):
     @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
                   envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
     @click.option("--force", is_flag=True, help="Re-run the stage even if its output is up to date.")
+    @click.option("--wait", is_flag=True, envvar=lock.WAIT_ENV,
+                  help="When another painter process writes the same output, wait for it instead of stopping "
+                       f"(env {lock.WAIT_ENV}).")
     @functools.wraps(func)
-    def wrapper(config_path, overrides, source, workdir, force, **kwargs):
+    def wrapper(config_path, overrides, source, workdir, force, wait, **kwargs):
         cfg = load_config(config_path, with_source(overrides, source))
-        return func(cfg=cfg, wd=Workdir(workdir), force=force, **kwargs)
+        with lock.waiting(wait):
+            return func(cfg=cfg, wd=Workdir(workdir), force=force, **kwargs)
     return wrapper
 
 
