@@ -192,6 +192,18 @@ def test_no_weights_means_not_computed_with_a_reason(monkeypatch, tmp_path):
     assert "--inception-weights" in result["reason"] and inception.ENV_VAR in result["reason"]
 
 
+def test_a_failed_download_is_tried_once_a_process(monkeypatch, tmp_path, capfd):
+    # score tries for the untouched photos, then for the run: one "Downloading" line, one failure
+    monkeypatch.setattr(tf_inception, "URL_INCEPTION_V3", "http://127.0.0.1:9/weights-inception.pth")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.delenv(inception.ENV_VAR, raising=False)
+    weights = find_weights()
+    first = inception_scores(images(0, 4), images(1, 4), weights, 4, torch.device("cpu"))
+    second = inception_scores(images(2, 4), images(3, 4), weights, 4, torch.device("cpu"))
+    assert first == second and first["computed"] is False
+    assert capfd.readouterr().err.count("Downloading") == 1
+
+
 def legacy_file(path, payload):
     torch.save(payload, path, _use_new_zipfile_serialization=False)
     return path

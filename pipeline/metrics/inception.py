@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,8 @@ class Weights:
     """Where the Inception weights come from; path None means torch-fidelity downloads them."""
     path: Path | None
     origin: str
+    # why the download failed, once it did: a process tries once (score tries for the photos, then the run)
+    download_failed: str | None = field(default=None, compare=False)
 
     def identity(self) -> dict:
         """What the scores depend on: the file's content (checked), or "whatever the download gives"."""
@@ -199,6 +201,12 @@ class _WeightsUnavailable(Exception):
     pass
 
 
+def _not_computed(download_error: str) -> dict:
+    return {"computed": False,
+            "reason": f"Inception weights could not be downloaded ({download_error}); pass --inception-weights PATH "
+                      f"or set {ENV_VAR} to a local {WEIGHTS_NAMES[1]} or {WEIGHTS_NAMES[0]}"}
+
+
 def inception_scores(real: torch.Tensor, fake: torch.Tensor, weights: Weights, batch_size: int,
                      device: torch.device, *, seed: int = 0, real_cache: FeatureCache | None = None,
                      real_key: dict | None = None, fake_cache: FeatureCache | None = None,
@@ -209,6 +217,8 @@ def inception_scores(real: torch.Tensor, fake: torch.Tensor, weights: Weights, b
     are reused, and the extractor is not even loaded when both sets are cached.
     """
     extractor = extractor or EXTRACTOR
+    if weights.download_failed is not None:
+        return _not_computed(weights.download_failed)
     model = None
 
     def features_of(images: torch.Tensor, desc: str) -> torch.Tensor:
@@ -232,9 +242,8 @@ def inception_scores(real: torch.Tensor, fake: torch.Tensor, weights: Weights, b
         real_set, real_hit = get(real_cache, real_key, real, "score: reference features")
         fake_set, fake_hit = get(fake_cache, fake_key, fake, "score: generated features")
     except _WeightsUnavailable as exc:
-        return {"computed": False,
-                "reason": f"Inception weights could not be downloaded ({exc}); pass --inception-weights PATH "
-                          f"or set {ENV_VAR} to a local {WEIGHTS_NAMES[1]} or {WEIGHTS_NAMES[0]}"}
+        weights.download_failed = str(exc)
+        return _not_computed(weights.download_failed)
     result = fid_kid_mifid(real_set, fake_set, seed)
     if not np.isfinite(result["fid"]):
         raise PainterError("FID is not finite: the generated images may be constant or broken")
