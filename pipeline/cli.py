@@ -11,7 +11,7 @@ import click
 from . import __version__, lock
 from .artifacts import Workdir
 from .chain import STAGES
-from .config import Config, describe_keys, load_config
+from .config import Config, describe_keys, ignored_overrides, load_config
 from .errors import PainterError
 
 
@@ -67,6 +67,8 @@ def stage_options(func):
     @functools.wraps(func)
     def wrapper(config_path, overrides, source, workdir, force, wait, **kwargs):
         cfg = load_config(config_path, with_source(overrides, source))
+        for key in ignored_overrides(cfg, overrides):
+            click.echo(f"warning: --set {key} is ignored: this run's model.arch is {cfg.model.arch}", err=True)
         with lock.waiting(wait):
             return func(cfg=cfg, wd=Workdir(workdir), force=force, **kwargs)
     return wrapper

@@ -230,6 +230,14 @@ def parse_override(text: str) -> dict:
     return {section: {name: value}}
 
 
+def ignored_overrides(config: Config, overrides: tuple[str, ...] | list[str]) -> list[str]:
+    """The --set keys of another architecture's section than the configured one: this run ignores them
+    (a sweep over several architectures sets them on purpose)."""
+    keys = [text.partition("=")[0].strip() for text in overrides]
+    return [key for key in keys if key.partition(".")[0] in config.arch_options and
+            key.partition(".")[0] != config.model.arch]
+
+
 def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()) -> Config:
     config = Config()
     if path is not None:

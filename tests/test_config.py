@@ -81,3 +81,15 @@ def test_keys_of_a_preset_show_its_values_and_the_defaults_they_replace():
     assert arch.startswith('model.arch = "cut"') and arch.endswith('default "dcgan"')
     seed = next(line for line in listed if line.startswith("train.seed = "))
     assert "default" not in seed.split("#")[-1]  # unchanged keys say nothing more
+
+
+def test_a_key_of_another_architecture_is_ignored_with_a_warning(painter):
+    result = painter("config", "--set", "cut.crop=64", "--set", "train.steps=5")  # DCGAN by default
+    assert "warning" not in result.output  # `painter config` only shows; the stages warn
+    result = painter("download", "--source", "demo", "--set", "data.demo_paintings=16", "--set", "cut.crop=64",
+                     "--set", "train.steps=5")
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning")]
+    assert warnings == ["warning: --set cut.crop is ignored: this run's model.arch is dcgan"]
+    result = painter("download", "--source", "demo", "--set", "data.demo_paintings=16", "--set", "model.arch=cut",
+                     "--set", "cut.crop=64")
+    assert "warning" not in result.output
