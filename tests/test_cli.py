@@ -138,6 +138,17 @@ def test_module_entry_point_lists_every_stage():
         assert re.search(rf"^\s+{command}\s", result.stdout, re.M), command
 
 
+def test_help_shows_each_commands_first_sentence_whole(painter):
+    from pipeline.cli import main
+
+    for group, prefix in ((main, ()), (main.commands["kernel"], ("kernel",))):
+        listed = " ".join(painter(*prefix, "--help").output.partition("Commands:")[2].split())  # lines joined
+        for name, command in group.commands.items():
+            sentence = command.help.split(".")[0].split("\n\n")[0]
+            assert " ".join(sentence.split()) in listed, name
+        assert "..." not in listed
+
+
 def test_info_says_what_is_available_and_never_prints_secrets(painter, tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle"))
     monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
