@@ -17,7 +17,15 @@ from .artifacts import write_bytes_atomic
 NOT_LOSSES = {"step", "img_per_s", "seconds", "swd", "fid", "kid", "d_real", "d_fake"}
 
 
-def plot_losses(metrics_csv: Path, png: Path, title: str = "") -> None:
+def figure_png(fig, dpi: float | None = None) -> bytes:
+    """A figure as PNG bytes, at `dpi` (default: savefig.dpi, the figure's own), and the figure closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def losses_png(metrics_csv: Path, title: str = "") -> bytes:
     """Losses over generator steps: the totals; the critic's Wasserstein estimate and penalty (WGANs);
     and every term an architecture logs beside its totals (CycleGAN's cycle and identity losses, CUT's NCE)."""
     metrics = pd.read_csv(metrics_csv)
@@ -42,7 +50,9 @@ def plot_losses(metrics_csv: Path, png: Path, title: str = "") -> None:
         ax.legend(fontsize=7 if len(columns) > 4 else None)
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    write_bytes_atomic(png, buffer.getvalue())
+    return figure_png(fig)
+
+
+def plot_losses(metrics_csv: Path, png: Path, title: str = "") -> None:
+    """The loss curves written to `png`: train's final losses.png, until train writes losses_png's bytes itself."""
+    write_bytes_atomic(png, losses_png(metrics_csv, title))

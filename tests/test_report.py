@@ -452,7 +452,7 @@ def test_sentence_counts_the_runs_that_beat_the_photos(photos, tmp_path):
         "photos themselves.", "No scored run to compare with the untouched photos of data-99999999-photos (SWD 60), "
         "the baseline to beat."]
     assert report.best_run(views).name == "cyclegan-photos"
-    tiles = parse_html(report._tiles(views, report.floors(views)))
+    tiles = parse_html(report.html._tiles(views, report.floors(views)))
     assert "untouched photos 47.5 / 60 " in " ".join(tiles.text)
     assert report.baseline_sentences([v for v in views if not v.baseline]) == []
 
@@ -505,7 +505,7 @@ def test_photos_report_is_self_contained_with_both_charts(photos):
 
 def test_charts_draw_the_photos_as_a_hatched_bar_and_a_dotted_line(photos, monkeypatch):
     figures = []
-    monkeypatch.setattr(report, "_figure_png", lambda fig: figures.append(fig) or b"png")
+    monkeypatch.setattr(report.charts, "_figure_png", lambda fig: figures.append(fig) or b"png")
     views = report.collect_runs(photos["wd"], photos["table"])
     found = report.floors(views)
     assert report.chart_final_swd(views, found) == b"png" and report.chart_eval_curves(views, found) == b"png"

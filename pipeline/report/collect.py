@@ -1,0 +1,198 @@
+"""What each run in a workdir left behind: one RunView per row of the leaderboard's table."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..artifacts import Workdir, read_json, read_stamp
+
+EVAL_METRICS = ("swd", "fid", "kid")
+
+
+@dataclass
+class RunView:
+    """One row of the ranking with everything the report shows about it."""
+    rank: int
+    name: str
+    where: str                      # "local", "kaggle" or "baseline" (the untouched photos)
+    row: dict                       # the leaderboard table's row, NaN turned into None
+    score: dict                     # score.json ({} when never scored)
+    kernel: dict | None             # kaggle/kernel.json
+    standing: dict | None           # this run in leaderboard_kaggle.json
+    teams: int | None
+    metrics_note: str | None        # why there is no metric curve, if there is none
+    evals: pd.DataFrame             # step + the eval metrics present, one row per evaluation
+    best: dict | None               # best.json
+    date: str | None                # YYYY-MM-DD the run was trained (local) or pulled (kaggle)
+    device: str | None
+    sources: dict[str, Path] = field(default_factory=dict)   # role -> the image file to show
+    missing: dict[str, str] = field(default_factory=dict)    # role -> why there is no image
+    files: dict[str, str] = field(default_factory=dict)      # role -> name in leaderboard_files/
+    metrics_csv: Path | None = None
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe, stable id: the same run gets the same file names whatever its rank."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.name).strip("-.")[:40] or "run"
+        digest = hashlib.sha1(self.name.encode()).hexdigest()[:6]
+        return f"{safe}-{digest}-{self.where}"
+
+    @property
+    def anchor(self) -> str:
+        return f"run-{self.slug}"
+
+    @property
+    def swd(self) -> float | None:
+        return self.row.get("swd")
+
+    @property
+    def floor(self) -> float | None:
+        swd = self.score.get("swd")
+        return _number(swd.get("floor")) if isinstance(swd, dict) else None
+
+    @property
+    def baseline(self) -> bool:
+        """The untouched photos scored like a run: the baseline to beat, never a run itself."""
+        return self.where == "baseline"
+
+    @property
+    def translates(self) -> bool:
+        return self.row.get("consumes") == "photos"
+
+    @property
+    def label(self) -> str:
+        return self.name + {"kaggle": " (kaggle)", "baseline": " (baseline)"}.get(self.where, "")
+
+
+def _number(value) -> float | None:
+    """A finite float, or None for missing, NaN and anything that is not a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _clean(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def read_evals(metrics_csv: Path) -> tuple[pd.DataFrame, str | None]:
+    """The evaluation rows of a metrics.csv (step and whichever of swd/fid/kid it has), or why none."""
+    empty = pd.DataFrame(columns=["step"])
+    if not metrics_csv.is_file():
+        return empty, f"no {metrics_csv.name}"
+    try:
+        metrics = pd.read_csv(metrics_csv)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        return empty, f"{metrics_csv.name} is unreadable ({str(exc).splitlines()[0][:80]})"
+    present = [c for c in EVAL_METRICS if c in metrics.columns]
+    if "step" not in metrics.columns or not present:
+        return empty, f"{metrics_csv.name} has no evaluation columns (a run from before evaluation during training)"
+    evals = metrics[["step", *present]].apply(pd.to_numeric, errors="coerce")
+    evals = evals[evals["step"].notna() & evals[present].notna().any(axis=1)]
+    if evals.empty:
+        return empty, "no evaluation during training (train.eval_every was 0)"
+    return evals.sort_values("step", ignore_index=True), None
+
+
+def _date(stamp_time) -> str | None:
+    return stamp_time[:10] if isinstance(stamp_time, str) and re.match(r"\d{4}-\d\d-\d\d", stamp_time) else None
+
+
+def collect_runs(wd: Workdir, table: pd.DataFrame) -> list[RunView]:
+    """A RunView per row of `table`, in its order, from the files under `wd.run(name)` (a baseline's
+    under `wd.root / "baselines" / name`)."""
+    public = read_json(wd.root / "leaderboard_kaggle.json") or {}
+    standings = {r.get("run"): r for r in public.get("runs", []) if isinstance(r, dict)}
+    teams = public.get("teams") if isinstance(public.get("teams"), int) else None
+    views = []
+    for rank, record in enumerate(table.to_dict("records"), start=1):
+        row = {key: _clean(value) for key, value in record.items()}
+        name, where = str(row.get("run")), row.get("where") or "local"
+        run_dir = wd.run(name)
+        if where == "baseline":  # score.photos_baseline's folder: score.json, samples.png, nearest.png
+            folder = score_dir = wd.root / "baselines" / name
+            kernel, stamp = None, read_stamp(folder) or {}
+            date, device = _date(stamp.get("created")), row.get("device")
+        elif where == "kaggle":
+            folder = score_dir = run_dir / "kaggle"  # what `kernel pull` registered (and may copy) there
+            kernel = read_json(folder / "kernel.json")
+            kernel = kernel if isinstance(kernel, dict) else {}
+            train_summary = kernel.get("train") if isinstance(kernel.get("train"), dict) else {}
+            date = _date(kernel.get("pulled")) or _date(kernel.get("pushed"))
+            device = train_summary.get("device") or kernel.get("gpu")
+            if row.get("train_seconds") is None:
+                row["train_seconds"] = _number(train_summary.get("seconds"))
+        else:
+            folder, score_dir, kernel = run_dir / "train", run_dir / "score", None
+            stamp = read_stamp(folder) or {}
+            date, device = _date(stamp.get("created")), row.get("device")
+        score = read_json(score_dir / "score.json")
+        best = read_json(folder / "best.json")
+        metrics_csv = folder / "metrics.csv"
+        if where == "baseline":  # nothing was trained: no curve, losses or checkpoint to miss
+            best, metrics_csv, (evals, note) = None, None, (pd.DataFrame(columns=["step"]), None)
+        else:
+            evals, note = read_evals(metrics_csv)
+        view = RunView(rank=rank, name=name, where=where, row=row, score=score if isinstance(score, dict) else {},
+                       kernel=kernel, standing=standings.get(name) if where == "kaggle" else None, teams=teams,
+                       metrics_note=note, evals=evals, best=best if isinstance(best, dict) else None,
+                       date=date, device=device,
+                       metrics_csv=metrics_csv if metrics_csv is not None and metrics_csv.is_file() else None)
+        _find_images(view, folder, score_dir)
+        views.append(view)
+    return views
+
+
+def _find_images(view: RunView, folder: Path, score_dir: Path) -> None:
+    samples = folder / "samples.png"
+    if samples.is_file():
+        view.sources["samples"] = samples
+    else:
+        view.missing["samples"] = f"no samples ({samples.parent.name}/samples.png not found)"
+    losses = folder / "losses.png"
+    if view.baseline:
+        pass  # the photos were not trained: no loss curves, and nothing to say about their absence
+    elif losses.is_file():
+        view.sources["losses"] = losses
+    elif view.metrics_csv is None:
+        view.missing["losses"] = f"no loss curves (no {folder.name}/losses.png or metrics.csv)"
+    # else: drawn from metrics.csv when the images are written
+    copies = _number((view.score.get("nearest") or {}).get("n_copies")) or 0
+    nearest = score_dir / "nearest.png"
+    if copies > 0:
+        if nearest.is_file():
+            view.sources["nearest"] = nearest
+        else:
+            view.missing["nearest"] = "no nearest.png for the copies"
+
+
+def best_run(views: list[RunView]) -> RunView | None:
+    """The best run: the first non-baseline row of the ranking, when it was scored. The untouched
+    photos may rank above every run, but they are what a run must beat, never a run."""
+    first = next((v for v in views if not v.baseline), None)
+    return first if first is not None and first.swd is not None else None
+
+
+def baselines(views: list[RunView]) -> list[RunView]:
+    """The scored baselines (untouched photos), in ranking order."""
+    return [v for v in views if v.baseline and v.swd is not None]
+
+
+def floors(views: list[RunView]) -> dict[float, list[str]]:
+    """Each distinct real-vs-real SWD floor in the runs' scores, with the runs that have it."""
+    found: dict[float, list[str]] = {}
+    for view in views:
+        if view.floor is not None:
+            key = next((f for f in found if math.isclose(f, view.floor, rel_tol=1e-9, abs_tol=1e-12)), view.floor)
+            found.setdefault(key, []).append(view.label)
+    return found
