@@ -156,13 +156,6 @@ class Workdir:
         infix = "" if domain == "paintings" else f"-{domain}"
         return self.root / "shards" / f"{source_id}{infix}-{resolution}px"
 
-    # transitional, until every caller asks run_folder()
-    def run(self, name: str) -> Path:
-        return self.run_folder(name).root
-
-    def runs(self) -> list[Path]:
-        return [folder.root for folder in self.run_folders()]
-
     @property
     def runs_root(self) -> Path:
         return self.root / "runs"
