@@ -8,8 +8,9 @@ Three kinds of run stand in a workdir, each read here and nowhere else:
   `painter kernel pull`, and the files it copied from the kernel's output);
 - "baseline": the untouched photos of a data source, scored like a run: baselines/<source>-photos/.
 
-The leaderboard ranks these records and the report draws them. score.json's numbers are read by
-`score_numbers` alone, and a score's one-line summary is written by `summary_line` alone.
+The leaderboard ranks these records and the report draws them. `score_numbers` reads the numbers of a
+score.json that a score stamp, a leaderboard row and a kernel's record carry; `summary_line` writes
+them as one line.
 """
 
 from __future__ import annotations
