@@ -50,7 +50,7 @@ from train_throughput import (add_common_arguments, device_label, machine_info, 
 
 from pipeline import download, prepare, train
 from pipeline.archs.nets import ImagePool, PatchDiscriminator, ResnetGenerator
-from pipeline.artifacts import Workdir
+from pipeline.layout import Workdir
 from pipeline.config import load_config
 from pipeline.devices import cpu_has_native_bf16
 from pipeline.errors import PainterError
@@ -147,15 +147,16 @@ def painter_step_rate(metrics_csv: Path, warmup: int, steps: int) -> dict:
 
 def painter_side(args) -> dict:
     cfg = painter_config(args)
-    train.run(cfg, Workdir(args.scratch / "painter-workdir"), force=True)
-    out = args.scratch / "painter-workdir" / "runs" / cfg.run.name / "train"
+    wd = Workdir(args.scratch / "painter-workdir")
+    train.run(cfg, wd, force=True)
+    folder = wd.run_folder(cfg.run.name)
     if args.device == "cpu":
-        result = painter_step_rate(out / "metrics.csv", warmup_steps(args.steps), args.steps)
+        result = painter_step_rate(folder.metrics, warmup_steps(args.steps), args.steps)
         result["timing"] = "seconds column"
     else:
-        result = painter_rate(out / "metrics.csv", warmup_steps(args.steps), args.steps, batch=1)
+        result = painter_rate(folder.metrics, warmup_steps(args.steps), args.steps, batch=1)
         result["timing"] = "img_per_s column"
-    result["precision"] = json.loads((out / "summary.json").read_text())["precision"]
+    result["precision"] = json.loads(folder.train_summary.read_text())["precision"]
     # What painter actually ran with, so numbers stay interpretable when its defaults change.
     result["painter_config"] = {name: cfg.section(name) for name in ("model", "train", "cyclegan")}
     return result

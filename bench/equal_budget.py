@@ -105,8 +105,8 @@ def probe_seconds_per_step(cfg, workdir: Path, steps: int) -> float:
     import torch
 
     from pipeline import archs, prepare, train
-    from pipeline.artifacts import Workdir
     from pipeline.devices import Process
+    from pipeline.layout import Workdir
 
     painter("run", "--until", "prepare", *config_args(cfg, workdir))
     tensors = {domain: prepare.load_shards(folder) for domain, folder in

@@ -29,10 +29,11 @@ sys.path.insert(0, str(REPO))
 
 from pipeline import archs, download, prepare, train  # noqa: E402
 from pipeline.archs.dcgan import critic_steps  # noqa: E402
-from pipeline.artifacts import Workdir, write_json_atomic  # noqa: E402
+from pipeline.artifacts import write_json_atomic  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.generate import load_generator  # noqa: E402
 from pipeline.images import save_grid  # noqa: E402
+from pipeline.layout import Workdir  # noqa: E402
 from pipeline.metrics.swd import sliced_wasserstein_distance  # noqa: E402
 from train_throughput import machine_info  # noqa: E402  (bench/ is on sys.path when run as a script)
 
@@ -80,7 +81,7 @@ def main() -> None:
             cfg.train.steps, seen = generator_steps_for(args.budget, cfg.train.batch_size, cfg.train.n_critic,
                                                         cfg.train.critic_warmup)
             stamp = train.run(cfg, wd)
-            generator = load_generator(train.train_dir(cfg, wd) / "generator.pt", torch.device("cpu"))[0]
+            generator = load_generator(wd.run_folder(cfg.run.name).generator, torch.device("cpu"))[0]
             noise = torch.randn(GENERATED, cfg.model.latent_dim, generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
                 images = torch.cat([generator(z) for z in noise.split(250)])

@@ -121,8 +121,8 @@ def painter_data(args, resolution: int, steps: int, device: str, scratch: Path) 
     them once). They run in the driver, so the training process starts as clean as the reference's
     and no threads or memory left by JPEG decoding weigh on it."""
     from pipeline import download, prepare
-    from pipeline.artifacts import Workdir
     from pipeline.config import load_config
+    from pipeline.layout import Workdir
 
     cfg = load_config(PAINTER_CONFIG, painter_overrides(args, resolution, steps, device))
     wd = Workdir(scratch / "painter-workdir")
@@ -132,18 +132,18 @@ def painter_data(args, resolution: int, steps: int, device: str, scratch: Path) 
 
 def painter_side(args) -> dict:
     from pipeline import train
-    from pipeline.artifacts import Workdir
     from pipeline.config import load_config
+    from pipeline.layout import Workdir
 
     warmup = warmup_steps(args.steps)
     cfg = load_config(PAINTER_CONFIG, painter_overrides(args, args.resolution, args.steps, args.device))
-    train.run(cfg, Workdir(args.scratch / "painter-workdir"), force=True)
-    metrics_csv = args.scratch / "painter-workdir" / "runs" / cfg.run.name / "train" / "metrics.csv"
-    result = painter_rate(metrics_csv, warmup, args.steps, args.batch)
+    wd = Workdir(args.scratch / "painter-workdir")
+    train.run(cfg, wd, force=True)
+    folder = wd.run_folder(cfg.run.name)
+    result = painter_rate(folder.metrics, warmup, args.steps, args.batch)
     # What painter actually ran with, so numbers stay interpretable when its defaults change.
     result["painter_config"] = {name: _as_dict(getattr(cfg, name, None)) for name in ("model", "train")}
-    summary = args.scratch / "painter-workdir" / "runs" / cfg.run.name / "train" / "summary.json"
-    result["precision"] = json.loads(summary.read_text())["precision"]
+    result["precision"] = json.loads(folder.train_summary.read_text())["precision"]
     return result
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from .artifacts import Workdir
 from .config import Config
 from .errors import PainterError
+from .layout import Workdir
 
 STAGES = ("download", "prepare", "train", "generate", "score", "submit")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from . import __version__, lock
-from .artifacts import Workdir
+from . import __version__, layout, lock
 from .chain import STAGES
 from .config import Config, describe_keys, ignored_overrides, load_config
 from .errors import PainterError
+from .layout import Workdir
 
 
 class PainterGroup(click.Group):
@@ -291,17 +291,14 @@ def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | No
         return
     train_stamp, score_stamp = stamps["train"], stamps["score"]
 
-    run_dir = wd.run(cfg.run.name)
-    results = score_stamp["summary"]
-    photos = f"; untouched photos {results['photos_swd']:.3f}" if results.get("photos_swd") is not None else ""
-    headline = f"SWD {results['swd']:.3f} (floor {results['swd_floor']:.3f}{photos})" + (
-        f", FID {results['fid']:.2f}, MiFID {results['mifid']:.2f}" if results.get("fid") is not None else "")
+    from .records import summary_line
+    folder = wd.run_folder(cfg.run.name)
     click.echo(f"\ndone: {cfg.run.name} ({train_stamp['summary']['arch']}, "
-               f"{train_stamp['summary']['resolution']}px): {headline}")
-    click.echo(f"  submission  {submissions / cfg.run.name / 'images.zip'}")
-    click.echo(f"  score       {run_dir / 'score' / 'score.json'}")
-    click.echo(f"  samples     {run_dir / 'train' / 'samples.png'}")
-    click.echo(f"  losses      {run_dir / 'train' / 'losses.png'}")
+               f"{train_stamp['summary']['resolution']}px): {summary_line(score_stamp['summary'])}")
+    click.echo(f"  submission  {layout.submission_folder(submissions, cfg.run.name) / layout.ZIP}")
+    click.echo(f"  score       {folder.score_json}")
+    click.echo(f"  samples     {folder.samples}")
+    click.echo(f"  losses      {folder.losses}")
 
 
 @main.command()

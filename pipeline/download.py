@@ -12,9 +12,10 @@ import shutil
 from pathlib import Path
 
 from . import demo_data, kaggle_api
-from .artifacts import Workdir, run_stage, sha256_file
+from .artifacts import run_stage, sha256_file
 from .config import Config
 from .errors import PainterError
+from .layout import Workdir
 from .progress import progress_bar
 
 VERSION = 1

@@ -34,22 +34,18 @@ from torchvision.io import encode_jpeg
 
 from . import archs, prepare
 from .archs.dcgan import NoiseInputs
-from .artifacts import Workdir, clear_folder, fingerprint, read_json, require_stamp, run_stage, write_json_atomic
+from .artifacts import clear_folder, fingerprint, read_json, require_stamp, run_stage, write_json_atomic
 from .config import Config
 from .devices import autocast_dtype, generator_batch, resolve_device
 from .errors import Stopped
 from .images import COMPETITION_SIZE, to_uint8_256
+from .layout import Workdir
 from .progress import progress_bar
-from .train import train_dir
 
 VERSION = 2
 PROGRESS_NAME = "_progress.json"  # which inputs the images already in the folder were made from
 WORKERS = min(8, os.cpu_count() or 1)
 MAX_PENDING_BATCHES = 3  # bounds memory while encoding and writing lag behind the generator
-
-
-def images_dir(cfg: Config, wd: Workdir) -> Path:
-    return wd.run_folder(cfg.run.name).images
 
 
 def image_name(index: int) -> str:
@@ -175,8 +171,8 @@ def photo_shards(cfg: Config, wd: Workdir) -> Path:
 
 
 def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
-    trained = train_dir(cfg, wd)
-    train_stamp = require_stamp(trained, "trained generator", "painter train")
+    folder = wd.run_folder(cfg.run.name)
+    train_stamp = require_stamp(folder.train, "trained generator", "painter train")
     inputs = {"version": VERSION, "generate": cfg.section("generate"),
               "train": {"fingerprint": train_stamp["fingerprint"]}}
     translates = archs.get(cfg.model.arch).consumes == "photos"
@@ -193,9 +189,9 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
             clear_folder(out)
             write_json_atomic(out / PROGRESS_NAME, {"fingerprint": wanted})
         device = resolve_device(cfg.run.device)
-        source = trained / "best.pt" if gc.checkpoint == "best" and (trained / "best.pt").is_file() else \
-            trained / "generator.pt"
-        best = read_json(trained / "best.json") if source.name == "best.pt" else None
+        best_wanted = gc.checkpoint == "best" and folder.best_generator.is_file()
+        source = folder.best_generator if best_wanted else folder.generator
+        best = read_json(folder.best_record) if best_wanted else None
         log(f"generate: from {source.name}" + (f" (step {best['step']}, {best['metric']} {best['value']})"
                                               if best else ""))
         generator, saved = load_generator(source, device)
@@ -215,4 +211,4 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
         return {"count": count, "size": COMPETITION_SIZE, "generator": source.name, "written_this_run": written,
                 "device": str(device), "made_from": sources.notes() or ["noise"]}
 
-    return run_stage("generate", images_dir(cfg, wd), inputs, build, force=force, in_place=True, log=log)
+    return run_stage("generate", folder.images, inputs, build, force=force, in_place=True, log=log)

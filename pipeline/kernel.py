@@ -25,10 +25,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import kaggle_api
-from .artifacts import Workdir, read_json, sha256_file, write_bytes_atomic, write_json_atomic
+from . import kaggle_api, records
+from .artifacts import read_json, sha256_file, write_bytes_atomic, write_json_atomic
 from .config import Config
 from .errors import PainterError
+from .layout import KERNEL_RECORD, KERNEL_TRAIN_SUMMARY, PULLED, PUSH_RECORD, SCORE, ZIP, Workdir, submission_folder
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = REPO / "kernels" / "train"
@@ -64,10 +65,6 @@ def kernel_slug(run: str) -> str:
 def kernel_title(run: str) -> str:
     """Kaggle derives the kernel's slug from its title: this one slugifies to kernel_slug(run)."""
     return f"painter {run}"
-
-
-def kernel_dir(wd: Workdir, run: str) -> Path:
-    return wd.kernel(run)
 
 
 # ------------------------------------------------------------------ wheels
@@ -323,7 +320,7 @@ def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", hours: float = SESSION_HO
 
     dataset = upload_dataset(api, user, files, wd, force=force, log=log, sleep=sleep)["dataset"]
 
-    folder = kernel_dir(wd, run)
+    folder = wd.kernel(run)
     metadata = render_kernel(folder, user=user, run=run, gpu=gpu, config_toml=cfg.to_toml(), dataset=dataset,
                              hours=hours)
     log(f"kernel: pushing {metadata['id']} ({gpu}, machine {metadata['machine_shape']})")
@@ -334,7 +331,7 @@ def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", hours: float = SESSION_HO
     record = {"kernel": metadata["id"], "version": reply.version_number, "url": url, "gpu": gpu,
               "machine_shape": metadata["machine_shape"], "hours": hours, "dataset": dataset, "pushed": _now(),
               "config": cfg.to_dict(), "run": run}
-    write_json_atomic(folder / "push.json", record)  # the version exists and runs, whatever follows
+    write_json_atomic(folder / PUSH_RECORD, record)  # the version exists and runs, whatever follows
     # Kaggle pushes the kernel even when it cannot attach an input; it would then stop at once.
     if getattr(reply, "invalid_competition_sources", None):
         raise PainterError(f"Kaggle pushed {metadata['id']} but did not attach the competition "
@@ -350,7 +347,7 @@ def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", hours: float = SESSION_HO
 
 
 def read_push(cfg: Config, wd: Workdir) -> dict:
-    path = kernel_dir(wd, cfg.run.name) / "push.json"
+    path = wd.kernel(cfg.run.name) / PUSH_RECORD
     record = read_json(path)
     if record is None:
         raise PainterError(f"run {cfg.run.name} was never pushed from this workdir (no {path}); "
@@ -395,12 +392,9 @@ def status(cfg: Config, wd: Workdir, *, wait: bool = False, interval: float = WA
 
 
 def _score_summary(report: dict) -> dict:
-    swd = report.get("swd")
-    inception = report.get("inception") if isinstance(report.get("inception"), dict) else {}
-    nearest = report.get("nearest") if isinstance(report.get("nearest"), dict) else {}
-    return {"swd": swd.get("value") if isinstance(swd, dict) else swd, "fid": inception.get("fid"),
-            "kid": inception.get("kid"), "mifid": inception.get("mifid"),
-            "near_copies": nearest.get("n_copies"), "n_generated": report.get("n_generated")}
+    numbers = records.score_numbers(report)
+    return {"swd": numbers["swd"], "fid": numbers["fid"], "kid": numbers["kid"], "mifid": numbers["mifid"],
+            "near_copies": numbers["copies"], "n_generated": numbers["n_generated"]}
 
 
 def _check_output(folder: Path) -> dict:
@@ -408,14 +402,14 @@ def _check_output(folder: Path) -> dict:
     from .submit import validate_zip  # here: it imports torch, which the other kernel commands need not
 
     files = sorted(p.name for p in folder.iterdir())
-    if not (folder / "images.zip").is_file():
+    if not (folder / ZIP).is_file():
         raise PainterError(f"the kernel's output has no images.zip (it has: {', '.join(files) or 'nothing'})")
-    problems = validate_zip(folder / "images.zip")
+    problems = validate_zip(folder / ZIP)
     if problems:
         raise PainterError("the pulled images.zip is not a valid submission (a download that failed leaves "
                            "an error page in its place; pull again):\n  " + "\n  ".join(problems))
     try:
-        report = json.loads((folder / "score.json").read_text())
+        report = json.loads((folder / SCORE).read_text())
     except FileNotFoundError:
         raise PainterError("the kernel's output has no score.json") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -448,7 +442,7 @@ def pull(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False,
         raise PainterError(f"the kernel {kernel} has status {state}" + (f" ({message})" if message else "")
                            + ", not complete; `painter kernel status --wait` waits for it (--force pulls anyway)")
 
-    target = Path(submissions) / run
+    target = submission_folder(submissions, run)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{run}.pull-tmp")
     if staging.exists():
@@ -459,7 +453,7 @@ def pull(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False,
                         force=True, quiet=True, log=log)
         report = _check_output(staging)
     except BaseException:
-        rejected = kernel_dir(wd, run) / "rejected-output"
+        rejected = wd.kernel(run) / "rejected-output"
         if staging.exists() and any(staging.iterdir()):
             shutil.rmtree(rejected, ignore_errors=True)
             rejected.parent.mkdir(parents=True, exist_ok=True)
@@ -470,22 +464,23 @@ def pull(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False,
 
     info = {"kernel": kernel, "version": record.get("version"), "url": record.get("url"), "gpu": record.get("gpu"),
             "run": run, "pushed": record.get("pushed"), "pulled": _now(), "config": record.get("config"),
-            "score": _score_summary(report), "train": read_json(staging / "train-summary.json")}
-    write_json_atomic(staging / "kernel.json", info)
+            "score": _score_summary(report), "train": read_json(staging / KERNEL_TRAIN_SUMMARY)}
+    write_json_atomic(staging / KERNEL_RECORD, info)
     _replace_dir(staging, target)
 
-    registered = wd.run(run) / "kaggle"
+    folder = wd.run_folder(run)
+    registered = folder.kaggle
     registered.mkdir(parents=True, exist_ok=True)
-    for name in ("score.json", "samples.png", "losses.png", "metrics.csv", "nearest.png"):  # what the report shows
+    for name in PULLED:
         if (target / name).is_file():
             write_bytes_atomic(registered / name, (target / name).read_bytes())
-    write_json_atomic(registered / "kernel.json", info)  # last: its presence means the pair is complete
+    write_json_atomic(folder.kernel_record, info)  # last: its presence means the pair is complete
     score = info["score"]
     headline = f"SWD {score['swd']:.3f}" if isinstance(score["swd"], (int, float)) else "no SWD"
     if isinstance(score["mifid"], (int, float)):
         headline += f", FID {score['fid']:.2f}, MiFID {score['mifid']:.2f}"
     log(f"kernel: pulled {kernel} version {record.get('version')}: {headline}")
-    log(f"  submission  {target / 'images.zip'}")
+    log(f"  submission  {target / ZIP}")
     log(f"  registered  {registered} (for `painter leaderboard`)")
     return info
 
@@ -502,13 +497,13 @@ def submit(cfg: Config, wd: Workdir, message: str | None = None, log=print) -> d
     message = message or f"painter {cfg.run.name}: {kernel} v{version}"
     response = kaggle_api.call(
         f"submitting {kernel} version {version} to {kaggle_api.COMPETITION}", api.competition_submit_code,
-        file_name="images.zip", message=message, competition=kaggle_api.COMPETITION, kernel=kernel,
+        file_name=ZIP, message=message, competition=kaggle_api.COMPETITION, kernel=kernel,
         kernel_version=version, quiet=True, log=log)
     submission = {"kernel": kernel, "version": version, "message": message, "ref": getattr(response, "ref", None),
                   "reply": getattr(response, "message", None), "submitted": _now()}
-    record_dir = wd.run(cfg.run.name) / "kaggle"
-    record_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record_dir / "submission.json", submission)
+    folder = wd.run_folder(cfg.run.name)
+    folder.kaggle.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder.submission_record, submission)
     log(f"submit: {kernel} version {version} submitted to {kaggle_api.COMPETITION_URL} "
         f"({submission['reply'] or 'accepted'}); `painter leaderboard --kaggle` shows where it stands once scored")
     return submission

@@ -13,6 +13,7 @@ path; none spells a folder or file name of its own. Free of torch: the CLI impor
     <workdir>/features/                           score: the paintings' Inception features
     <workdir>/kernels/<run>/                      kernel push: the pushed kernel and its records
     <submissions>/<run>/                          submit: images.zip and its score.json
+    <workdir>/leaderboard.{csv,md,html}           leaderboard (or the folder given with --out)
 """
 
 from __future__ import annotations
@@ -27,10 +28,19 @@ LOSSES = "losses.png"
 NEAREST = "nearest.png"
 ZIP = "images.zip"
 TRAIN_SUMMARY = "summary.json"
+KERNEL_TRAIN_SUMMARY = "train-" + TRAIN_SUMMARY  # a kernel's output: train/summary.json beside score.json
+CHECKPOINT = "checkpoint.pt"
+GENERATOR = "generator.pt"
+BEST_GENERATOR = "best.pt"
+BEST_RECORD = "best.json"
+TRAIN_CONFIG = "config.toml"
 KERNEL_RECORD = "kernel.json"  # in runs/<run>/kaggle/: which kernel version this is, written last by pull
 SUBMISSION_RECORD = "submission.json"
 PUSH_RECORD = "push.json"
 KAGGLE_STANDINGS = "leaderboard_kaggle.json"
+LEADERBOARD_CSV, LEADERBOARD_MD, LEADERBOARD_HTML = "leaderboard.csv", "leaderboard.md", "leaderboard.html"
+# What `painter kernel pull` copies of a kernel's output into runs/<run>/kaggle/: what the report shows.
+PULLED = (SCORE, SAMPLES, LOSSES, METRICS, NEAREST)
 
 
 class RunFolder:
@@ -69,19 +79,19 @@ class RunFolder:
     # train/
     @property
     def checkpoint(self) -> Path:
-        return self.train / "checkpoint.pt"
+        return self.train / CHECKPOINT
 
     @property
     def generator(self) -> Path:
-        return self.train / "generator.pt"
+        return self.train / GENERATOR
 
     @property
     def best_generator(self) -> Path:
-        return self.train / "best.pt"
+        return self.train / BEST_GENERATOR
 
     @property
     def best_record(self) -> Path:
-        return self.train / "best.json"
+        return self.train / BEST_RECORD
 
     @property
     def metrics(self) -> Path:
@@ -89,7 +99,7 @@ class RunFolder:
 
     @property
     def train_config(self) -> Path:
-        return self.train / "config.toml"
+        return self.train / TRAIN_CONFIG
 
     @property
     def train_summary(self) -> Path:
@@ -129,7 +139,7 @@ class RunFolder:
     def exported(self) -> dict[str, Path]:
         """The files a run hands on (a Kaggle kernel's output, read back by the report), by name."""
         return {SCORE: self.score_json, SAMPLES: self.samples, LOSSES: self.losses, METRICS: self.metrics,
-                "train-" + TRAIN_SUMMARY: self.train_summary, NEAREST: self.nearest}
+                KERNEL_TRAIN_SUMMARY: self.train_summary, NEAREST: self.nearest}
 
 
 class Workdir:
@@ -145,13 +155,6 @@ class Workdir:
         """Prepared images of one domain: the paintings (<source>-<res>px) or the photos (<source>-photos-<res>px)."""
         infix = "" if domain == "paintings" else f"-{domain}"
         return self.root / "shards" / f"{source_id}{infix}-{resolution}px"
-
-    # transitional, until every caller asks run_folder()
-    def run(self, name: str) -> Path:
-        return self.run_folder(name).root
-
-    def runs(self) -> list[Path]:
-        return [folder.root for folder in self.run_folders()]
 
     @property
     def runs_root(self) -> Path:
@@ -172,6 +175,10 @@ class Workdir:
         """The untouched photos of `source_id`, scored as if they were a run's images."""
         return self.baselines_root / f"{source_id}-photos"
 
+    def baselines(self) -> list[Path]:
+        """Every baseline folder, by name (score.json, samples.png and nearest.png in each)."""
+        return sorted(self.baselines_root.iterdir()) if self.baselines_root.is_dir() else []
+
     @property
     def reference_features(self) -> Path:
         """The paintings' Inception features, shared by every run scored against them."""
@@ -185,3 +192,8 @@ class Workdir:
     def kaggle_standings(self) -> Path:
         """The competition's public leaderboard as last fetched (`painter leaderboard --kaggle`)."""
         return self.root / KAGGLE_STANDINGS
+
+
+def submission_folder(submissions: str | Path, run: str) -> Path:
+    """Where `run`'s images.zip and its score.json are submitted from (`--submissions`, not in the workdir)."""
+    return Path(submissions) / run

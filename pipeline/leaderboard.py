@@ -14,55 +14,37 @@ from pathlib import Path
 
 import pandas as pd
 
-from .artifacts import Workdir, read_json, read_stamp, write_bytes_atomic, write_json_atomic
+from . import records
+from .artifacts import read_json, write_bytes_atomic, write_json_atomic
 from .errors import PainterError
+from .layout import LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_MD, Workdir
 
 COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid",
            "mifid", "copies", "public_mifid", "public_rank"]
 TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device"}
 
 
-def _score_columns(score_file: Path) -> dict:
-    report = read_json(score_file) or {}
-    inception = report.get("inception", {})
-    return {"swd": report.get("swd", {}).get("value"), "fid": inception.get("fid"), "kid": inception.get("kid"),
-            "mifid": inception.get("mifid"), "copies": report.get("nearest", {}).get("n_copies")}
-
-
 def collect(wd: Workdir) -> pd.DataFrame:
     """One row per run trained here ("local"), per run pulled from a Kaggle kernel ("kaggle"), and per
     data source whose untouched photos were scored ("baseline")."""
-    public = {row["run"]: row for row in (read_json(wd.root / "leaderboard_kaggle.json") or {}).get("runs", [])}
-    rows = []
-    for run_dir in wd.runs():
-        train = read_stamp(run_dir / "train")
-        if train is not None:
-            summary = train["summary"]
-            row = {"run": run_dir.name, "where": "local", "arch": summary.get("arch"),
-                   "consumes": summary.get("consumes", "noise"), "resolution": summary.get("resolution"),
-                   "steps": summary.get("steps"),
-                   "train_seconds": summary.get("seconds"), "device": summary.get("device")}
-            if read_stamp(run_dir / "score") is not None:
-                row.update(_score_columns(run_dir / "score" / "score.json"))
-            rows.append(row)
-        kernel = read_json(run_dir / "kaggle" / "kernel.json")
-        if kernel is not None:  # pulled by `painter kernel pull`
-            config = kernel.get("config", {})
-            row = {"run": run_dir.name, "where": "kaggle", "arch": config.get("model", {}).get("arch"),
-                   "consumes": (kernel.get("train") or {}).get("consumes"),
-                   "resolution": config.get("data", {}).get("resolution"),
-                   "steps": config.get("train", {}).get("steps"), "device": kernel.get("gpu"),
-                   **_score_columns(run_dir / "kaggle" / "score.json")}
-            standing = public.get(run_dir.name, {})
-            row.update(public_mifid=standing.get("public_mifid"), public_rank=standing.get("rank"))
-            rows.append(row)
-    baselines = wd.root / "baselines"
-    for folder in sorted(baselines.iterdir()) if baselines.is_dir() else []:
-        if read_stamp(folder) is not None:
-            report = read_json(folder / "score.json") or {}
-            rows.append({"run": folder.name, "where": "baseline", "arch": "untouched photos", "resolution": 256,
-                         "device": report.get("device"), **_score_columns(folder / "score.json")})
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    return _table(records.read_all(wd))
+
+
+def _row(record: records.RunRecord) -> dict:
+    numbers, standing = record.scores, record.standing or {}
+    row = {"run": record.name, "where": record.where, "arch": record.arch, "consumes": record.consumes,
+           "resolution": record.resolution, "steps": record.steps,
+           "train_seconds": record.train_seconds if record.where == "local" else None,  # a kernel's: on its card
+           "device": record.device, "swd": numbers["swd"], "fid": numbers["fid"], "kid": numbers["kid"],
+           "mifid": numbers["mifid"], "copies": numbers["copies"], "public_mifid": standing.get("public_mifid"),
+           "public_rank": standing.get("rank")}
+    if record.where == "baseline":
+        del row["consumes"]  # left empty (NaN, printed "-"): the photos consume nothing
+    return row
+
+
+def _table(found: list[records.RunRecord]) -> pd.DataFrame:
+    table = pd.DataFrame([_row(record) for record in found], columns=COLUMNS)
     for column in COLUMNS:
         if column not in TEXT_COLUMNS:  # numbers, with NaN (not None) where missing
             table[column] = pd.to_numeric(table[column], errors="coerce")
@@ -73,23 +55,23 @@ def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None 
     """The table of `runs` (default: every run in the workdir) as CSV, and the report (Markdown, HTML)."""
     from .report import write_report
 
-    table = collect(wd)
+    found = records.read_all(wd)
+    table = _table(found)
     if runs is not None:  # those runs, and the baselines they were scored beside
-        beside = {(read_json(wd.run(run) / "score" / "score.json") or {}).get("photos_baseline", {}).get("name")
-                  for run in runs}
+        beside = {record.beside for record in found if record.where == "local" and record.name in runs}
         keep = table["run"].isin(runs) & (table["where"] != "baseline") | \
             table["run"].isin(beside) & (table["where"] == "baseline")
         table = table[keep].reset_index(drop=True)
     out = Path(out) if out is not None else wd.root
     out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out / "leaderboard.csv", table.to_csv(index=False).encode())
+    write_bytes_atomic(out / LEADERBOARD_CSV, table.to_csv(index=False).encode())
     if table.empty:
-        log(f"leaderboard: no trained runs in {wd.root / 'runs'} yet")
+        log(f"leaderboard: no trained runs in {wd.runs_root} yet")
     else:
         with pd.option_context("display.width", 200, "display.max_columns", None):
             log(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
     write_report(wd, table, out, log=log)
-    log(f"leaderboard: wrote {out / 'leaderboard.csv'}, {out / 'leaderboard.md'} and {out / 'leaderboard.html'}")
+    log(f"leaderboard: wrote {out / LEADERBOARD_CSV}, {out / LEADERBOARD_MD} and {out / LEADERBOARD_HTML}")
     return table
 
 
@@ -111,8 +93,8 @@ def kaggle_standings(wd: Workdir, log=print) -> pd.DataFrame:
     """Where each of our submitted runs stands on the public leaderboard (MiFID: lower is better)."""
     from . import kaggle_api
 
-    submitted = {run_dir.name: record for run_dir in wd.runs()
-                 if (record := read_json(run_dir / "kaggle" / "submission.json")) is not None}
+    submitted = {folder.name: record for folder in wd.run_folders()
+                 if (record := read_json(folder.submission_record)) is not None}
     if not submitted:
         raise PainterError("no run has been submitted to Kaggle from this workdir yet (`painter submit --kaggle`)")
     api = kaggle_api.client(log)
@@ -134,5 +116,5 @@ def kaggle_standings(wd: Workdir, log=print) -> pd.DataFrame:
                      "public_mifid": None if math.isnan(score) else score, "rank": rank, "teams": len(scores),
                      "top_percent": round(100 * rank / max(len(scores), 1), 1) if rank else None})
     table = pd.DataFrame(rows)
-    write_json_atomic(wd.root / "leaderboard_kaggle.json", {"teams": len(scores), "runs": rows})
+    write_json_atomic(wd.kaggle_standings, {"teams": len(scores), "runs": rows})
     return table

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 
 from . import archs
-from .artifacts import Workdir, require_stamp, run_stage, sha256_file, write_json_atomic, write_torch_atomic
+from .artifacts import require_stamp, run_stage, sha256_file, write_json_atomic, write_torch_atomic
 from .config import Config
 from .decode import COMPETITION_SIZE, MAX_PIXELS, decode_file
 from .download import source_id
 from .errors import PainterError
+from .layout import Workdir
 from .progress import progress_bar
 
 VERSION = 1

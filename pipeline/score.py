@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import prepare
-from .artifacts import Workdir, fingerprint, require_stamp, run_stage, write_json_atomic
+from . import prepare, records
+from .artifacts import fingerprint, require_stamp, run_stage, write_json_atomic
 from .config import Config
 from .download import source_id
 from .errors import PainterError
-from .generate import images_dir
 from .decode import load_rgb
 from .images import COMPETITION_SIZE, read_jpegs, save_grid
+from .layout import NEAREST, SAMPLES, SCORE, Workdir
 from .metrics.inception import FeatureCache, Weights, find_weights, inception_scores
 from .metrics.nearest import nearest_pairs, save_pairs_png
 from .metrics.swd import sliced_wasserstein_distance
@@ -34,14 +34,6 @@ from .devices import resolve_device
 
 VERSION = 3
 NEAREST_PAIRS = 8
-
-
-def score_dir(cfg: Config, wd: Workdir) -> Path:
-    return wd.run_folder(cfg.run.name).score
-
-
-def reference_features_dir(wd: Workdir) -> Path:
-    return wd.reference_features
 
 
 def swd_with_floor(real: torch.Tensor, fake: torch.Tensor, seed: int) -> dict:
@@ -105,7 +97,7 @@ def score_images(fake: torch.Tensor, names: list[str], real: torch.Tensor, out: 
     SWD with its floor, the copy check (nearest.png in `out`), FID/KID/MiFID when `weights`."""
     swd = swd_with_floor(real, fake, sc.seed)
     nearest = nearest_pairs(real, fake, top=NEAREST_PAIRS)
-    save_pairs_png(real, fake, nearest, out / "nearest.png", top=NEAREST_PAIRS)
+    save_pairs_png(real, fake, nearest, out / NEAREST, top=NEAREST_PAIRS)
     nearest["closest"] = [{**pair, "fake_file": names[pair["fake"]]} for pair in nearest["closest"]]
     if weights is None:
         inception = {"computed": False, "reason": "disabled by score.inception = false"}
@@ -118,10 +110,10 @@ def score_images(fake: torch.Tensor, names: list[str], real: torch.Tensor, out: 
 
 
 def headline(report: dict) -> dict:
-    """The numbers a stamp and a leaderboard row carry."""
-    inception = report["inception"]
-    return {"swd": report["swd"]["value"], "swd_floor": report["swd"]["floor"], "fid": inception.get("fid"),
-            "mifid": inception.get("mifid"), "near_copies": report["nearest"]["n_copies"]}
+    """The numbers a score stamp carries."""
+    numbers = records.score_numbers(report)
+    return {"swd": numbers["swd"], "swd_floor": numbers["swd_floor"], "fid": numbers["fid"], "mifid": numbers["mifid"],
+            "near_copies": numbers["copies"]}
 
 
 def seeded_sample(files: list[Path], count: int, seed: int) -> list[Path]:
@@ -130,10 +122,6 @@ def seeded_sample(files: list[Path], count: int, seed: int) -> list[Path]:
         return files
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))
     return [files[i] for i in sorted(order[:count].tolist())]
-
-
-def baseline_dir(cfg: Config, wd: Workdir) -> Path:
-    return wd.baseline(source_id(cfg.data.source))
 
 
 def photos_baseline(cfg: Config, wd: Workdir, weights, *, force: bool = False, log=print) -> dict | None:
@@ -165,15 +153,15 @@ def photos_baseline(cfg: Config, wd: Workdir, weights, *, force: bool = False, l
         real = prepare.load_shards(reference, device)
         report = {"run": "untouched photos", "source": cfg.data.source, "n_generated": len(files),
                   **score_images(photos.to(device), [path.name for path, _ in kept], real, out, sc, weights, device,
-                                 real_cache=FeatureCache(reference_features_dir(wd)),
+                                 real_cache=FeatureCache(wd.reference_features),
                                  real_key={"images": reference_stamp["fingerprint"]}, fake_cache=None, fake_key={}),
                   "seconds": round(time.perf_counter() - started, 1)}
-        write_json_atomic(out / "score.json", report)
-        save_grid(photos[:64].float().div(127.5).sub(1), out / "samples.png")
+        write_json_atomic(out / SCORE, report)
+        save_grid(photos[:64].float().div(127.5).sub(1), out / SAMPLES)
         log(f"score: untouched photos: SWD {report['swd']['value']:.3f} ({len(kept)} photos)")
         return headline(report)
 
-    return run_stage("score photos", baseline_dir(cfg, wd), inputs, build, force=force, log=log)
+    return run_stage("score photos", wd.baseline(source_id(cfg.data.source)), inputs, build, force=force, log=log)
 
 
 def _photo_or_none(path: Path):
@@ -186,7 +174,8 @@ def _photo_or_none(path: Path):
 def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str | None = None,
         weights: Weights | None = None, log=print) -> dict:
     """weights: the Inception weights already found (and checked) by the caller, else found here."""
-    generated = images_dir(cfg, wd)
+    folder = wd.run_folder(cfg.run.name)
+    generated = folder.images
     generated_stamp = require_stamp(generated, "generated images", "painter generate")
     reference = prepare.shards_dir(cfg, wd, COMPETITION_SIZE)
     reference_stamp = require_stamp(reference, "reference shards", "painter prepare")
@@ -218,17 +207,17 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
         real = prepare.load_shards(reference, device)
         report = {"run": cfg.run.name, "n_generated": len(files),
                   **score_images(fake, [p.name for p in picked], real, out, sc, weights, device,
-                                 real_cache=FeatureCache(reference_features_dir(wd)),
+                                 real_cache=FeatureCache(wd.reference_features),
                                  real_key={"images": reference_stamp["fingerprint"]},
-                                 fake_cache=FeatureCache(wd.run(cfg.run.name) / "features", keep_one=True),
+                                 fake_cache=FeatureCache(folder.features, keep_one=True),
                                  fake_key={"images": generated_stamp["fingerprint"],
                                            "files": fingerprint([p.name for p in picked])}),
                   "seconds": round(time.perf_counter() - started, 1)}
         if baseline:
-            report["photos_baseline"] = {"name": baseline_dir(cfg, wd).name, **baseline["summary"]}
-        write_json_atomic(out / "score.json", report)
+            report["photos_baseline"] = {"name": wd.baseline(source_id(cfg.data.source)).name, **baseline["summary"]}
+        write_json_atomic(out / SCORE, report)
         for line in summary_lines(report):
             log(line)
         return headline(report) | ({"photos_swd": baseline["summary"]["swd"]} if baseline else {})
 
-    return run_stage("score", score_dir(cfg, wd), inputs, build, force=force, log=log)
+    return run_stage("score", folder.score, inputs, build, force=force, log=log)

@@ -14,13 +14,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from .artifacts import STAMP_NAME, Workdir, require_stamp, run_stage, sha256_file
+from .artifacts import STAMP_NAME, require_stamp, run_stage, sha256_file
 from .config import Config
 from .errors import PainterError
-from .generate import images_dir
 from .images import COMPETITION_SIZE
+from .layout import SCORE, ZIP, Workdir, submission_folder
 from .progress import progress_bar
-from .score import score_dir
 
 VERSION = 1
 MIN_IMAGES, MAX_IMAGES = 7_000, 10_000
@@ -78,25 +77,26 @@ def write_zip(files: list[Path], path: Path) -> None:
 
 
 def run(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False, log=print) -> dict:
-    generated = images_dir(cfg, wd)
+    folder = wd.run_folder(cfg.run.name)
+    generated = folder.images
     generated_stamp = require_stamp(generated, "generated images", "painter generate")
-    scored = score_dir(cfg, wd)
+    scored = folder.score
     score_stamp = require_stamp(scored, "score", "painter score")
     inputs = {"version": VERSION, "generate": {"fingerprint": generated_stamp["fingerprint"]},
               "score": {"fingerprint": score_stamp["fingerprint"]}}
 
     def build(out: Path) -> dict:
         files = sorted(p for p in generated.iterdir() if p.is_file() and p.name != STAMP_NAME)
-        write_zip(files, out / "images.zip")
-        problems = validate_zip(out / "images.zip")
+        write_zip(files, out / ZIP)
+        problems = validate_zip(out / ZIP)
         if problems and not force:
             raise PainterError("refusing to write an invalid submission:\n  " + "\n  ".join(problems)
                                + "\n(--force writes it anyway)")
         for problem in problems:
             log(f"submit: WARNING (--force): invalid submission: {problem}")
-        shutil.copyfile(scored / "score.json", out / "score.json")
+        shutil.copyfile(folder.score_json, out / SCORE)
         return {"count": len(files), "valid": not problems, "problems": problems,
-                "zip_bytes": (out / "images.zip").stat().st_size, "zip_sha256": sha256_file(out / "images.zip"),
+                "zip_bytes": (out / ZIP).stat().st_size, "zip_sha256": sha256_file(out / ZIP),
                 "score": score_stamp["summary"]}
 
-    return run_stage("submit", Path(submissions) / cfg.run.name, inputs, build, force=force, log=log)
+    return run_stage("submit", submission_folder(submissions, cfg.run.name), inputs, build, force=force, log=log)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from pipeline import leaderboard, report
-from pipeline.artifacts import Workdir
+from pipeline.layout import Workdir
 
 FLOOR = 24.2137
 EVIL = "evil<script>alert(1)"
@@ -221,7 +221,7 @@ def number(cell: str) -> float:
 def expected_scores(wd: Workdir, table: pd.DataFrame) -> list[dict]:
     scores = []
     for run, where in zip(table["run"], table["where"]):
-        folder = wd.run(run) / ("kaggle" if where == "kaggle" else "score")
+        folder = wd.run_folder(run).root / ("kaggle" if where == "kaggle" else "score")
         scores.append(json.loads((folder / "score.json").read_text()))
     return scores
 
@@ -324,10 +324,10 @@ def test_rewrite_clears_stale_files_and_names_disagreeing_floors(tmp_path):
     mine = sorted(p.name for p in (out / "leaderboard_files").iterdir())
     keep = out / "leaderboard_files" / "notes.txt"
     keep.write_text("someone else's")
-    (wd.run(EVIL) / "score" / "score.json").write_text(json.dumps(score_json(47.5, floor=30.0, copies=0)))
-    (wd.run(EVIL) / "train" / "losses.png").unlink()
-    (wd.run(EVIL) / "train" / "metrics.csv").unlink()
-    write_json(wd.run("never-scored") / "train" / "_stamp.json", {"fingerprint": "x", "summary": {"arch": "dcgan"}})
+    (wd.run_folder(EVIL).root / "score" / "score.json").write_text(json.dumps(score_json(47.5, floor=30.0, copies=0)))
+    (wd.run_folder(EVIL).root / "train" / "losses.png").unlink()
+    (wd.run_folder(EVIL).root / "train" / "metrics.csv").unlink()
+    write_json(wd.run_folder("never-scored").root / "train" / "_stamp.json", {"fingerprint": "x", "summary": {"arch": "dcgan"}})
     lines = []
     report.write_report(wd, leaderboard.collect(wd), out, log=lines.append)
     now = sorted(p.name for p in (out / "leaderboard_files").iterdir())

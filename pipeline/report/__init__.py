@@ -40,7 +40,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..artifacts import Workdir, write_bytes_atomic
+from ..artifacts import write_bytes_atomic
+from ..layout import LEADERBOARD_HTML, LEADERBOARD_MD, Workdir
 from .charts import (BEST_COLOUR, GRID_MAX_WIDTH, OTHER_COLOUR, OUR_FILES, PHOTOS_FILL, build_images,
                      chart_eval_curves, chart_final_swd)
 from .collect import RunView, baselines, best_run, collect_runs, floors
@@ -68,7 +69,7 @@ def write_report(wd: Workdir, table: pd.DataFrame, out_dir: Path | None = None, 
     images = build_images(views, found)
     for name, (data, _) in images.items():
         write_bytes_atomic(files_dir / name, data)
-    md_path, html_path = out_dir / "leaderboard.md", out_dir / "leaderboard.html"
+    md_path, html_path = out_dir / LEADERBOARD_MD, out_dir / LEADERBOARD_HTML
     write_bytes_atomic(md_path, render_markdown(views, found, images, machine=machine).encode())
     write_bytes_atomic(html_path, render_html(views, found, images, machine=machine).encode())
     for stale in files_dir.iterdir():  # after the new report is complete: it never points at a missing file

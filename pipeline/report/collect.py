@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..artifacts import Workdir, read_json, read_stamp
+from .. import records
+from ..layout import Workdir
 
 EVAL_METRICS = ("swd", "fid", "kid")
 
@@ -53,8 +54,7 @@ class RunView:
 
     @property
     def floor(self) -> float | None:
-        swd = self.score.get("swd")
-        return _number(swd.get("floor")) if isinstance(swd, dict) else None
+        return _number(records.score_numbers(self.score)["swd_floor"])
 
     @property
     def baseline(self) -> bool:
@@ -104,76 +104,47 @@ def read_evals(metrics_csv: Path) -> tuple[pd.DataFrame, str | None]:
     return evals.sort_values("step", ignore_index=True), None
 
 
-def _date(stamp_time) -> str | None:
-    return stamp_time[:10] if isinstance(stamp_time, str) and re.match(r"\d{4}-\d\d-\d\d", stamp_time) else None
-
-
 def collect_runs(wd: Workdir, table: pd.DataFrame) -> list[RunView]:
-    """A RunView per row of `table`, in its order, from the files under `wd.run(name)` (a baseline's
-    under `wd.root / "baselines" / name`)."""
-    public = read_json(wd.root / "leaderboard_kaggle.json") or {}
-    standings = {r.get("run"): r for r in public.get("runs", []) if isinstance(r, dict)}
-    teams = public.get("teams") if isinstance(public.get("teams"), int) else None
+    """A RunView per row of `table`, in its order, from the run's record (pipeline.records)."""
     views = []
-    for rank, record in enumerate(table.to_dict("records"), start=1):
-        row = {key: _clean(value) for key, value in record.items()}
+    for rank, values in enumerate(table.to_dict("records"), start=1):
+        row = {key: _clean(value) for key, value in values.items()}
         name, where = str(row.get("run")), row.get("where") or "local"
-        run_dir = wd.run(name)
-        if where == "baseline":  # score.photos_baseline's folder: score.json, samples.png, nearest.png
-            folder = score_dir = wd.root / "baselines" / name
-            kernel, stamp = None, read_stamp(folder) or {}
-            date, device = _date(stamp.get("created")), row.get("device")
-        elif where == "kaggle":
-            folder = score_dir = run_dir / "kaggle"  # what `kernel pull` registered (and may copy) there
-            kernel = read_json(folder / "kernel.json")
-            kernel = kernel if isinstance(kernel, dict) else {}
-            train_summary = kernel.get("train") if isinstance(kernel.get("train"), dict) else {}
-            date = _date(kernel.get("pulled")) or _date(kernel.get("pushed"))
-            device = train_summary.get("device") or kernel.get("gpu")
-            if row.get("train_seconds") is None:
-                row["train_seconds"] = _number(train_summary.get("seconds"))
+        record = records.read(wd, name, where)
+        if row.get("train_seconds") is None:  # the table has no time for a kernel's run; its record does
+            row["train_seconds"] = _number(record.train_seconds)
+        if record.metrics is None:  # a baseline: nothing was trained, no curve, losses or checkpoint to miss
+            evals, note = pd.DataFrame(columns=["step"]), None
         else:
-            folder, score_dir, kernel = run_dir / "train", run_dir / "score", None
-            stamp = read_stamp(folder) or {}
-            date, device = _date(stamp.get("created")), row.get("device")
-        score = read_json(score_dir / "score.json")
-        best = read_json(folder / "best.json")
-        metrics_csv = folder / "metrics.csv"
-        if where == "baseline":  # nothing was trained: no curve, losses or checkpoint to miss
-            best, metrics_csv, (evals, note) = None, None, (pd.DataFrame(columns=["step"]), None)
-        else:
-            evals, note = read_evals(metrics_csv)
-        view = RunView(rank=rank, name=name, where=where, row=row, score=score if isinstance(score, dict) else {},
-                       kernel=kernel, standing=standings.get(name) if where == "kaggle" else None, teams=teams,
-                       metrics_note=note, evals=evals, best=best if isinstance(best, dict) else None,
-                       date=date, device=device,
-                       metrics_csv=metrics_csv if metrics_csv is not None and metrics_csv.is_file() else None)
-        _find_images(view, folder, score_dir)
+            evals, note = read_evals(record.metrics)
+        view = RunView(rank=rank, name=name, where=where, row=row, score=record.score, kernel=record.kernel,
+                       standing=record.standing, teams=record.teams, metrics_note=note, evals=evals,
+                       best=record.best, date=record.date, device=record.trained_on,
+                       metrics_csv=record.metrics if record.metrics is not None and record.metrics.is_file() else None)
+        _find_images(view, record)
         views.append(view)
     return views
 
 
-def _find_images(view: RunView, folder: Path, score_dir: Path) -> None:
-    samples = folder / "samples.png"
+def _find_images(view: RunView, record: records.RunRecord) -> None:
+    samples, losses, nearest = record.samples, record.losses, record.nearest
     if samples.is_file():
         view.sources["samples"] = samples
     else:
-        view.missing["samples"] = f"no samples ({samples.parent.name}/samples.png not found)"
-    losses = folder / "losses.png"
-    if view.baseline:
+        view.missing["samples"] = f"no samples ({samples.parent.name}/{samples.name} not found)"
+    if losses is None:
         pass  # the photos were not trained: no loss curves, and nothing to say about their absence
     elif losses.is_file():
         view.sources["losses"] = losses
     elif view.metrics_csv is None:
-        view.missing["losses"] = f"no loss curves (no {folder.name}/losses.png or metrics.csv)"
+        view.missing["losses"] = f"no loss curves (no {losses.parent.name}/{losses.name} or {record.metrics.name})"
     # else: drawn from metrics.csv when the images are written
-    copies = _number((view.score.get("nearest") or {}).get("n_copies")) or 0
-    nearest = score_dir / "nearest.png"
+    copies = _number(record.scores["copies"]) or 0
     if copies > 0:
         if nearest.is_file():
             view.sources["nearest"] = nearest
         else:
-            view.missing["nearest"] = "no nearest.png for the copies"
+            view.missing["nearest"] = f"no {nearest.name} for the copies"
 
 
 def best_run(views: list[RunView]) -> RunView | None:

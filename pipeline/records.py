@@ -1,0 +1,177 @@
+"""records: what a run folder holds, read into one record per run; free of torch.
+
+Three kinds of run stand in a workdir, each read here and nowhere else:
+
+- "local": trained here: runs/<run>/train/ (its stamp's summary, config.toml, best.json, metrics.csv,
+  the grids) and runs/<run>/score/ (score.json, nearest.png) once scored;
+- "kaggle": pulled from a Kaggle kernel: runs/<run>/kaggle/ (kernel.json, written last by
+  `painter kernel pull`, and the files it copied from the kernel's output);
+- "baseline": the untouched photos of a data source, scored like a run: baselines/<source>-photos/.
+
+The leaderboard ranks these records and the report draws them. `score_numbers` reads the numbers of a
+score.json that a score stamp, a leaderboard row and a kernel's record carry; `summary_line` writes
+them as one line.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import read_json, read_stamp
+from .layout import BEST_RECORD, LOSSES, METRICS, NEAREST, SAMPLES, SCORE, Workdir
+
+PHOTOS_RESOLUTION = 256  # the untouched photos are scored at the competition's size
+
+
+@dataclass
+class RunRecord:
+    """One run: what it is, how it was trained, its scores, its pictures and where it came from.
+    What its files do not say is None ({} for a score never made)."""
+    name: str
+    where: str                      # "local", "kaggle" or "baseline"
+    arch: str | None                # "untouched photos" for a baseline
+    consumes: str | None            # "noise" or "photos"
+    resolution: int | None
+    steps: int | None
+    train_seconds: float | None
+    device: str | None              # as the leaderboard shows it: a kernel's --gpu choice (t4, t4x2)
+    trained_on: str | None          # the device as the training named it (Kaggle's "Tesla T4"), else `device`
+    config: dict | None             # the resolved config the run was made with
+    score: dict                     # score.json
+    best: dict | None               # best.json: the best checkpoint's step and value
+    metrics: Path | None            # metrics.csv (None for a baseline: nothing was trained)
+    samples: Path                   # the final grid
+    losses: Path | None             # the loss curves (None for a baseline)
+    nearest: Path                   # the closest generated/painting pairs
+    date: str | None                # YYYY-MM-DD trained (local), pulled (kaggle) or scored (baseline)
+    kernel: dict | None = None      # kaggle/kernel.json: the kernel, its version and URL
+    standing: dict | None = None    # a kaggle run on the public leaderboard (leaderboard_kaggle.json)
+    teams: int | None = None        # how many teams that leaderboard had
+
+    @property
+    def scores(self) -> dict:
+        return score_numbers(self.score)
+
+    @property
+    def beside(self) -> str | None:
+        """The baseline (its folder's name) this run was scored beside."""
+        baseline = self.score.get("photos_baseline")
+        return baseline.get("name") if isinstance(baseline, dict) else None
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _dict_or_none(value) -> dict | None:
+    return value if isinstance(value, dict) else None
+
+
+def score_numbers(report) -> dict:
+    """The numbers of a score.json (also of one written by an older painter), None where missing."""
+    report = _dict(report)
+    swd, inception = report.get("swd"), _dict(report.get("inception"))
+    return {"swd": swd.get("value") if isinstance(swd, dict) else swd,
+            "swd_floor": swd.get("floor") if isinstance(swd, dict) else None,
+            "fid": inception.get("fid"), "kid": inception.get("kid"), "mifid": inception.get("mifid"),
+            "copies": _dict(report.get("nearest")).get("n_copies"), "n_generated": report.get("n_generated")}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float))
+
+
+def summary_line(numbers: dict) -> str:
+    """A score in one line, from the numbers of a score stamp or a kernel's record (swd, and
+    swd_floor, photos_swd, fid, mifid where known): "SWD 41.234 (floor 24.210), FID 52.25, MiFID 58.50"."""
+    text = f"SWD {numbers['swd']:.3f}" if _is_number(numbers.get("swd")) else "no SWD"
+    labels = {"swd_floor": "floor", "photos_swd": "untouched photos"}
+    notes = [f"{label} {numbers[key]:.3f}" for key, label in labels.items() if _is_number(numbers.get(key))]
+    if notes:
+        text += f" ({'; '.join(notes)})"
+    if _is_number(numbers.get("mifid")):
+        text += f", FID {numbers['fid']:.2f}, MiFID {numbers['mifid']:.2f}"
+    return text
+
+
+def _date(stamp_time) -> str | None:
+    return stamp_time[:10] if isinstance(stamp_time, str) and re.match(r"\d{4}-\d\d-\d\d", stamp_time) else None
+
+
+def _standings(wd: Workdir) -> tuple[dict, int | None]:
+    """Each run's public standing by name, and how many teams the board had (`painter leaderboard --kaggle`)."""
+    public = _dict(read_json(wd.kaggle_standings))
+    teams = public.get("teams") if isinstance(public.get("teams"), int) else None
+    return {row.get("run"): row for row in public.get("runs", []) if isinstance(row, dict)}, teams
+
+
+def _config(path: Path) -> dict | None:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+
+
+def local(wd: Workdir, name: str) -> RunRecord:
+    """A run trained here; its score only once the score stage completed."""
+    folder = wd.run_folder(name)
+    stamp = _dict(read_stamp(folder.train))
+    summary = _dict(stamp.get("summary"))
+    score = read_json(folder.score_json) if read_stamp(folder.score) is not None else None
+    return RunRecord(
+        name=name, where="local", arch=summary.get("arch"), consumes=summary.get("consumes", "noise"),
+        resolution=summary.get("resolution"), steps=summary.get("steps"), train_seconds=summary.get("seconds"),
+        device=summary.get("device"), trained_on=summary.get("device"), config=_config(folder.train_config),
+        score=_dict(score), best=_dict_or_none(read_json(folder.best_record)), metrics=folder.metrics,
+        samples=folder.samples, losses=folder.losses, nearest=folder.nearest, date=_date(stamp.get("created")))
+
+
+def kaggle(wd: Workdir, name: str) -> RunRecord:
+    """A run of a Kaggle kernel, as `painter kernel pull` registered it (with the files it copied)."""
+    folder = wd.run_folder(name).kaggle
+    kernel = _dict(read_json(wd.run_folder(name).kernel_record))
+    config, trained = _dict(kernel.get("config")), _dict(kernel.get("train"))
+    standings, teams = _standings(wd)
+    return RunRecord(
+        name=name, where="kaggle", arch=_dict(config.get("model")).get("arch"), consumes=trained.get("consumes"),
+        resolution=_dict(config.get("data")).get("resolution"), steps=_dict(config.get("train")).get("steps"),
+        train_seconds=trained.get("seconds"), device=kernel.get("gpu"),
+        trained_on=trained.get("device") or kernel.get("gpu"), config=kernel.get("config"),
+        score=_dict(read_json(folder / SCORE)), best=_dict_or_none(read_json(folder / BEST_RECORD)),
+        metrics=folder / METRICS, samples=folder / SAMPLES, losses=folder / LOSSES, nearest=folder / NEAREST,
+        date=_date(kernel.get("pulled")) or _date(kernel.get("pushed")), kernel=kernel or None,
+        standing=standings.get(name), teams=teams)
+
+
+def baseline(wd: Workdir, name: str) -> RunRecord:
+    """The untouched photos of a data source, scored like a run (score.photos_baseline)."""
+    folder = wd.baselines_root / name
+    score = _dict(read_json(folder / SCORE))
+    return RunRecord(
+        name=name, where="baseline", arch="untouched photos", consumes=None, resolution=PHOTOS_RESOLUTION,
+        steps=None, train_seconds=None, device=score.get("device"), trained_on=score.get("device"), config=None,
+        score=score, best=None, metrics=None, samples=folder / SAMPLES, losses=None, nearest=folder / NEAREST,
+        date=_date(_dict(read_stamp(folder)).get("created")))
+
+
+READERS = {"local": local, "kaggle": kaggle, "baseline": baseline}
+
+
+def read(wd: Workdir, name: str, where: str) -> RunRecord:
+    """The record of one run, whatever its files say (or do not)."""
+    return READERS.get(where, local)(wd, name)
+
+
+def read_all(wd: Workdir) -> list[RunRecord]:
+    """Every run in the workdir: per run folder the run trained here, then the one pulled from Kaggle,
+    each when it is complete; then every scored baseline."""
+    found = []
+    for folder in wd.run_folders():
+        if read_stamp(folder.train) is not None:
+            found.append(local(wd, folder.name))
+        if isinstance(read_json(folder.kernel_record), dict):
+            found.append(kaggle(wd, folder.name))
+    return found + [baseline(wd, path.name) for path in wd.baselines() if read_stamp(path) is not None]

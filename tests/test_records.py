@@ -1,0 +1,79 @@
+"""pipeline.records: a run of each kind (trained here, pulled from Kaggle, the untouched photos) read
+from its folder into one record; score.json's numbers and the score's one line."""
+
+import json
+from pathlib import Path
+
+from pipeline import records
+from pipeline.layout import Workdir
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def score(swd: float, **inception) -> dict:
+    return {"run": "?", "n_generated": 7000, "swd": {"value": swd, "floor": 24.5},
+            "nearest": {"n_copies": 1}, "inception": {"computed": bool(inception), **inception}, "device": "cpu"}
+
+
+def make_workdir(root: Path) -> Workdir:
+    run = root / "runs" / "cut-photos"
+    write_json(run / "train" / "_stamp.json", {"created": "2024-05-01T10:00:00+00:00", "summary": {
+        "arch": "cut", "consumes": "photos", "resolution": 256, "steps": 300, "seconds": 90.5, "device": "cuda"}})
+    (run / "train" / "config.toml").write_text('[model]\narch = "cut"\n')
+    write_json(run / "train" / "best.json", {"step": 200, "metric": "swd", "value": 40.0})
+    write_json(run / "score" / "_stamp.json", {"summary": {}})
+    write_json(run / "score" / "score.json", {**score(41.0, fid=50.0, kid=0.01, mifid=55.0),
+                                               "photos_baseline": {"name": "data-photos", "swd": 30.0}})
+    write_json(run / "kaggle" / "kernel.json", {
+        "kernel": "me/painter-cut-photos", "version": 2, "gpu": "t4x2", "pushed": "2024-05-02T08:00:00+00:00",
+        "config": {"model": {"arch": "cut"}, "data": {"resolution": 256}, "train": {"steps": 900}},
+        "train": {"consumes": "photos", "seconds": 1800.0, "device": "Tesla T4"}})
+    write_json(run / "kaggle" / "score.json", score(38.0))
+    write_json(root / "runs" / "unfinished" / "train" / "checkpoint.json", {})  # no stamp: not a run yet
+    photos = root / "baselines" / "data-photos"
+    write_json(photos / "_stamp.json", {"created": "2024-05-03T09:00:00+00:00", "summary": {}})
+    write_json(photos / "score.json", score(30.0))
+    write_json(root / "leaderboard_kaggle.json", {"teams": 900, "runs": [{"run": "cut-photos", "rank": 12}]})
+    return Workdir(root)
+
+
+def test_a_record_of_each_kind(tmp_path):
+    wd = make_workdir(tmp_path / "work")
+    local, kaggle, photos = records.read_all(wd)
+
+    assert (local.name, local.where, local.arch, local.consumes) == ("cut-photos", "local", "cut", "photos")
+    assert local.steps == 300 and local.train_seconds == 90.5 and local.device == local.trained_on == "cuda"
+    assert local.config == {"model": {"arch": "cut"}} and local.best["step"] == 200 and local.date == "2024-05-01"
+    assert local.scores["mifid"] == 55.0 and local.scores["copies"] == 1 and local.beside == "data-photos"
+    assert local.metrics == wd.run_folder("cut-photos").metrics and local.standing is None
+
+    assert (kaggle.where, kaggle.steps, kaggle.device, kaggle.trained_on) == ("kaggle", 900, "t4x2", "Tesla T4")
+    assert kaggle.train_seconds == 1800.0 and kaggle.date == "2024-05-02" and kaggle.kernel["version"] == 2
+    assert kaggle.standing == {"run": "cut-photos", "rank": 12} and kaggle.teams == 900
+    assert kaggle.scores["swd"] == 38.0 and kaggle.samples == wd.run_folder("cut-photos").kaggle / "samples.png"
+
+    assert (photos.name, photos.where, photos.arch) == ("data-photos", "baseline", "untouched photos")
+    assert photos.resolution == 256
+    assert photos.metrics is None and photos.losses is None and photos.best is None and photos.date == "2024-05-03"
+    assert photos.scores["swd"] == 30.0 and photos.device == "cpu"
+
+
+def test_an_unscored_run_has_no_score(tmp_path):
+    wd = make_workdir(tmp_path / "work")
+    (wd.run_folder("cut-photos").score / "_stamp.json").unlink()  # score.json of an unfinished score stage
+    record = records.read(wd, "cut-photos", "local")
+    assert record.score == {} and set(record.scores.values()) == {None}
+
+
+def test_score_numbers_and_the_summary_line():
+    numbers = records.score_numbers(score(41.0, fid=50.0, kid=0.01, mifid=55.0))
+    assert numbers == {"swd": 41.0, "swd_floor": 24.5, "fid": 50.0, "kid": 0.01, "mifid": 55.0, "copies": 1,
+                       "n_generated": 7000}
+    assert records.score_numbers({"swd": 12.0})["swd"] == 12.0 and records.score_numbers(None)["swd"] is None
+    assert records.summary_line({**numbers, "photos_swd": 30.0}) == \
+        "SWD 41.000 (floor 24.500; untouched photos 30.000), FID 50.00, MiFID 55.00"
+    assert records.summary_line({"swd": 41.0, "fid": None, "mifid": None}) == "SWD 41.000"
+    assert records.summary_line({"swd": None}) == "no SWD"
