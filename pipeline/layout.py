@@ -43,6 +43,9 @@ LEADERBOARD_CSV, LEADERBOARD_MD, LEADERBOARD_HTML = "leaderboard.csv", "leaderbo
 PULLED = (SCORE, SAMPLES, LOSSES, METRICS, NEAREST)
 
 
+SHARDS_MANIFEST = "manifest.json"  # in a shards folder: its shards, the images' file names, what was skipped
+
+
 class RunFolder:
     """One run's folder, `<workdir>/runs/<name>/`, and the paths of what its stages write."""
 

@@ -24,7 +24,7 @@ from .config import Config
 from .decode import COMPETITION_SIZE, MAX_PIXELS, decode_file
 from .download import source_id
 from .errors import PainterError
-from .layout import Workdir
+from .layout import SHARDS_MANIFEST, Workdir
 from .progress import progress_bar
 
 VERSION = 1
@@ -140,10 +140,15 @@ def _worker_context():
     return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
+def shard_sources(folder: Path) -> list[str]:
+    """The file names of a prepared folder's images, in the shards' order."""
+    return json.loads((folder / SHARDS_MANIFEST).read_text())["sources"]
+
+
 def load_shards(folder: Path, device: str | torch.device = "cpu") -> torch.Tensor:
     """All images of a prepared folder as one uint8 N x 3 x R x R tensor, checked against the manifest."""
     require_stamp(folder, "shards", "painter prepare")
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = json.loads((folder / SHARDS_MANIFEST).read_text())
     parts = []
     for shard in manifest["shards"]:
         path = folder / shard["file"]

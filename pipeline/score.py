@@ -91,14 +91,16 @@ def summary_lines(report: dict) -> list[str]:
     return lines
 
 
-def score_images(fake: torch.Tensor, names: list[str], real: torch.Tensor, out: Path, sc, weights, device, *,
+def score_images(fake: torch.Tensor, names: list[str], real: torch.Tensor, real_names: list[str], out: Path, sc,
+                 weights, device, *,
                  real_cache: FeatureCache, real_key: dict, fake_cache: FeatureCache | None, fake_key: dict) -> dict:
-    """The score report of uint8 256 px images `fake` (files `names`) against the paintings `real`:
+    """The score report of uint8 256 px images `fake` (files `names`) against the paintings `real` (`real_names`):
     SWD with its floor, the copy check (nearest.png in `out`), FID/KID/MiFID when `weights`."""
     swd = swd_with_floor(real, fake, sc.seed)
     nearest = nearest_pairs(real, fake, top=NEAREST_PAIRS)
+    nearest["closest"] = [{**pair, "fake_file": names[pair["fake"]], "real_file": real_names[pair["real"]]}
+                          for pair in nearest["closest"]]
     save_pairs_png(real, fake, nearest, out / NEAREST, top=NEAREST_PAIRS)
-    nearest["closest"] = [{**pair, "fake_file": names[pair["fake"]]} for pair in nearest["closest"]]
     if weights is None:
         inception = {"computed": False, "reason": "disabled by score.inception = false"}
     else:
@@ -150,9 +152,10 @@ def photos_baseline(cfg: Config, wd: Workdir, weights, *, force: bool = False, l
         if not kept:
             raise PainterError(f"none of the {len(picked)} photos in {raw / 'photo_jpg'} could be decoded")
         photos = torch.from_numpy(np.stack([array for _, array in kept])).permute(0, 3, 1, 2).contiguous()
-        real = prepare.load_shards(reference, device)
+        real, real_names = prepare.load_shards(reference, device), prepare.shard_sources(reference)
         report = {"run": "untouched photos", "source": cfg.data.source, "n_generated": len(files),
-                  **score_images(photos.to(device), [path.name for path, _ in kept], real, out, sc, weights, device,
+                  **score_images(photos.to(device), [path.name for path, _ in kept], real, real_names, out, sc, weights,
+                                 device,
                                  real_cache=FeatureCache(wd.reference_features),
                                  real_key={"images": reference_stamp["fingerprint"]}, fake_cache=None, fake_key={}),
                   "seconds": round(time.perf_counter() - started, 1)}
@@ -204,9 +207,9 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, inception_weights: str
             fake = read_jpegs(picked, device, desc="score: generated")
         except ValueError as exc:
             raise PainterError(f"generated image {exc}; re-run `painter generate --force`") from None
-        real = prepare.load_shards(reference, device)
+        real, real_names = prepare.load_shards(reference, device), prepare.shard_sources(reference)
         report = {"run": cfg.run.name, "n_generated": len(files),
-                  **score_images(fake, [p.name for p in picked], real, out, sc, weights, device,
+                  **score_images(fake, [p.name for p in picked], real, real_names, out, sc, weights, device,
                                  real_cache=FeatureCache(wd.reference_features),
                                  real_key={"images": reference_stamp["fingerprint"]},
                                  fake_cache=FeatureCache(folder.features, keep_one=True),

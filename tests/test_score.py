@@ -2,6 +2,7 @@
 
 import json
 
+import matplotlib.axes
 from PIL import Image
 
 from pipeline.metrics import inception
@@ -42,17 +43,22 @@ def test_the_reference_features_are_extracted_once_and_reused(painter, tmp_path,
     assert "generated cached, reference cached" in again.output
 
 
-def test_a_planted_copy_of_a_training_painting_is_flagged(painter, tmp_path):
+def test_a_planted_copy_of_a_training_painting_is_flagged(painter, tmp_path, monkeypatch):
     painter("run", *SCORED, "--until", "score")
     painting = sorted((tmp_path / "work" / "raw" / "demo").glob("monet_jpg/*.jpg"))[5]
     images = tmp_path / "work" / "runs" / "demo" / "images"
     with Image.open(painting) as img:  # re-encoded, as a generator's output would be
         img.convert("RGB").save(images / "00042.jpg", quality=90)
     clean = report(tmp_path, "demo")["nearest"]
+    titles = []  # nearest.png's labels
+    real_set_title = matplotlib.axes.Axes.set_title
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title",
+                        lambda ax, text, *args, **kwargs: titles.append(text) or real_set_title(ax, text, *args, **kwargs))
     result = painter("score", *SCORED, "--force")
     nearest = report(tmp_path, "demo")["nearest"]
     assert clean["n_copies"] == 0 and nearest["n_copies"] >= 1
-    assert nearest["closest"][0]["fake_file"] == "00042.jpg"
+    assert nearest["closest"][0]["fake_file"] == "00042.jpg" and nearest["closest"][0]["real_file"] == painting.name
+    assert titles[:2] == ["00042.jpg", painting.name]  # the pair's row is labelled with its files' names
     assert nearest["closest"][0]["distance"] < nearest["copy_threshold"] < nearest["real_floor"]
     assert "look like copies of training paintings" in result.output
     with Image.open(tmp_path / "work" / "runs" / "demo" / "score" / "nearest.png") as png:

@@ -154,7 +154,8 @@ def _thumbnails(images: torch.Tensor, picks: list[int], px: int = 128) -> np.nda
 
 def save_pairs_png(real: torch.Tensor, fake: torch.Tensor, report: dict, path, top: int = 8) -> None:
     """PNG of the `top` closest pairs from nearest_pairs' report, one row each:
-    generated image | its nearest painting, labelled with the distance. Written atomically."""
+    generated image | its nearest painting, labelled with the distance and their file names (the
+    pairs' fake_file and real_file, where the caller added them). Written atomically."""
     pairs = report["closest"][:max(top, 0)]
     threshold = report.get("copy_threshold", COPY_THRESHOLD)
     rows = max(len(pairs), 1)
@@ -166,8 +167,8 @@ def save_pairs_png(real: torch.Tensor, fake: torch.Tensor, report: dict, path, t
             left, right = axes[r]
             left.imshow(fakes[r], interpolation="nearest")
             right.imshow(reals[r], interpolation="nearest")
-            left.set_title(f"generated #{pair['fake']}", fontsize=7)
-            right.set_title(f"painting #{pair['real']}", fontsize=7)
+            left.set_title(pair.get("fake_file", f"generated #{pair['fake']}"), fontsize=7)
+            right.set_title(pair.get("real_file", f"painting #{pair['real']}"), fontsize=7)
             copy = pair["distance"] < threshold
             left.set_ylabel(f"d={pair['distance']:.4f}" + ("\nCOPY" if copy else ""), fontsize=7,
                             color="red" if copy else "black")
