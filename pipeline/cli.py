@@ -13,6 +13,7 @@ from .artifacts import Workdir
 from .chain import STAGES
 from .config import Config, describe_keys, load_config
 from .errors import PainterError
+from .kernel.script import GPU_CHOICES
 
 
 class PainterGroup(click.Group):
@@ -260,7 +261,10 @@ def sweep(overrides, source, archs, diffaugment, budget_images, budget_minutes, 
 @submissions_option
 @click.option("--until", type=click.Choice(STAGES), default="submit", show_default=True,
               help="Stop after this stage (e.g. prepare, to train under torchrun next).")
-def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None, submissions: Path, until: str):
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train in N processes, one per GPU, under torchrun (the other stages run in one).")
+def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None, submissions: Path, until: str,
+              nproc: int):
     """Run the whole chain for one config; up-to-date stages are skipped.
 
     --force re-runs every stage.
@@ -269,10 +273,11 @@ def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | No
     Examples:
       painter run --config configs/demo.toml
       painter run --config configs/dcgan.toml --set data.source=../shared/data
+      painter run --config configs/cut.toml --nproc 2    # both GPUs of a machine
     """
     from . import chain
     stamps = chain.run(cfg, wd, until=until, force=STAGES if force else (), inception_weights=inception_weights,
-                       submissions=submissions, log=click.echo)
+                       submissions=submissions, nproc=nproc, log=click.echo)
     if until != "submit":
         click.echo(f"\ndone: {cfg.run.name} up to {until}")
         return
@@ -320,7 +325,7 @@ def kernel():
 
 @kernel.command("push")
 @stage_options
-@click.option("--gpu", type=click.Choice(["t4", "t4x2", "p100"]), default="t4", show_default=True,
+@click.option("--gpu", type=click.Choice(GPU_CHOICES), default="t4", show_default=True,
               help="Kaggle's T4 machine (it has two T4s) trained in one process (t4) or two under torchrun "
                    "(t4x2); p100: Kaggle's current PyTorch no longer runs on it.")
 @click.option("--hours", type=float, default=None, metavar="H",

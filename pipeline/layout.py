@@ -27,6 +27,7 @@ LOSSES = "losses.png"
 NEAREST = "nearest.png"
 ZIP = "images.zip"
 TRAIN_SUMMARY = "summary.json"
+EXPORTED_TRAIN_SUMMARY = "train-" + TRAIN_SUMMARY  # beside the others, it needs its folder in its name
 KERNEL_RECORD = "kernel.json"  # in runs/<run>/kaggle/: which kernel version this is, written last by pull
 SUBMISSION_RECORD = "submission.json"
 PUSH_RECORD = "push.json"
@@ -129,7 +130,7 @@ class RunFolder:
     def exported(self) -> dict[str, Path]:
         """The files a run hands on (a Kaggle kernel's output, read back by the report), by name."""
         return {SCORE: self.score_json, SAMPLES: self.samples, LOSSES: self.losses, METRICS: self.metrics,
-                "train-" + TRAIN_SUMMARY: self.train_summary, NEAREST: self.nearest}
+                EXPORTED_TRAIN_SUMMARY: self.train_summary, NEAREST: self.nearest}
 
 
 class Workdir:
