@@ -218,7 +218,7 @@ def main() -> int:
                "--nproc", str(processes(GPU)), "--hours", str(HOURS), "--started", str(started),
                "--until", str(until)]
     log("$ " + " ".join(command[1:]))
-    return subprocess.run(command, cwd=base, env=dict(os.environ, PYTHONUNBUFFERED="1")).returncode
+    return subprocess.run(command, cwd=base).returncode
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """session: the kernel's work on Kaggle, once its bootstrap (kernels/train/painter_kernel.py) has
 checked the GPU, found the inputs and installed painter.
 
-    python -m pipeline.kernel.session WORKDIR --data DIR --inputs DIR --output DIR --gpu G --nproc N \\
+    python -m pipeline.kernel.session BASE --data DIR --inputs DIR --output DIR --gpu G --nproc N \\
         --hours H --started T --until T
 
-runs `painter run` on WORKDIR/config.toml with the competition's data (training in N processes under
-torchrun when N > 1), with training held to the deadline T (PAINTER_DEADLINE), then exports into
-the output folder what the run folder hands on, by the run folder's own names, and kernel-run.json.
+runs `painter run` on BASE/config.toml with the competition's data, in the workdir BASE/artifacts
+(training in N processes under torchrun when N > 1) and held to the deadline T (PAINTER_DEADLINE);
+then exports into the output folder the zip and what the run folder hands on, by the run folder's
+own names, and kernel-run.json.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def log(message: str) -> None:
     print(f"painter kernel: {message}", flush=True)
 
 
-def find_weights(inputs: Path) -> Path | None:
+def uploaded_weights(inputs: Path) -> Path | None:
     """The Inception weights `painter kernel push` put beside the wheels, if it had them."""
     from ..metrics.inception import WEIGHTS_NAMES
 
@@ -79,7 +80,7 @@ def session(base: Path, *, data: Path, inputs: Path, output: Path, gpu: str, npr
             started: float, until: float) -> list[str]:
     """The chain on base/config.toml inside the deadline, its export and kernel-run.json; returns what
     was exported."""
-    weights = find_weights(inputs)
+    weights = uploaded_weights(inputs)
     log(f"data {data}; Inception weights: {weights or 'none (SWD and the copy check only)'}")
     config = base / "config.toml"
     name = load_config(config).run.name
@@ -105,7 +106,7 @@ def session(base: Path, *, data: Path, inputs: Path, output: Path, gpu: str, npr
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.kernel.session", description=__doc__.split("\n\n")[0])
-    parser.add_argument("workdir", type=Path, help="a folder of the session's own, holding config.toml")
+    parser.add_argument("base", type=Path, help="a folder of the session's own, holding config.toml")
     parser.add_argument("--data", type=Path, required=True, help="the competition's data (monet_jpg/, photo_jpg/)")
     parser.add_argument("--inputs", type=Path, required=True, help="the painter-wheels dataset's folder")
     parser.add_argument("--output", type=Path, required=True, help="where the kernel's output goes")
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", type=float, required=True, help="the chain's deadline, seconds since the epoch")
     args = parser.parse_args(argv)
     try:
-        session(args.workdir, data=args.data, inputs=args.inputs, output=args.output, gpu=args.gpu,
+        session(args.base, data=args.data, inputs=args.inputs, output=args.output, gpu=args.gpu,
                 nproc=args.nproc, hours=args.hours, started=args.started, until=args.until)
     except PainterError as exc:
         print(f"painter kernel: STOPPED: {exc}", file=sys.stderr, flush=True)
