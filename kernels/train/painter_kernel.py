@@ -14,10 +14,9 @@ imported:
 3. hands over to painter's kernel session (`python -m pipeline.kernel.session`, in
    pipeline/kernel/session.py) with a deadline inside the session's limit (HOURS, from
    `painter kernel push --hours`): it runs the chain in a temporary workdir (with --gpu t4x2,
-   training under torchrun, one process per GPU) and leaves in /kaggle/working what the run folder
-   hands on: images.zip (the submission Kaggle scores), score.json, samples.png, samples/ (the
-   grids along training), losses.png, metrics.csv, nearest.png, train-summary.json, and
-   kernel-run.json.
+   training under torchrun, one process per GPU) and leaves in /kaggle/working images.zip (the
+   submission Kaggle scores), what the run folder hands on by its own names (score.json, the plots,
+   metrics.csv, train-summary.json, the grids along training in samples/) and kernel-run.json.
 
 Every /kaggle path derives from $PAINTER_KAGGLE_ROOT (default /kaggle), so the script also runs
 locally on a fake tree; PAINTER_KERNEL_SKIP_INSTALL=1 skips the pip step when painter is already

@@ -76,7 +76,7 @@ def export(run: RunFolder, submission: Path, output: Path) -> list[str]:
     return written
 
 
-def session(base: Path, *, data: Path, inputs: Path, output: Path, gpu: str, nproc: int, hours: float,
+def run_session(base: Path, *, data: Path, inputs: Path, output: Path, gpu: str, nproc: int, hours: float,
             started: float, until: float) -> list[str]:
     """The chain on base/config.toml inside the deadline, its export and kernel-run.json; returns what
     was exported."""
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", type=float, required=True, help="the chain's deadline, seconds since the epoch")
     args = parser.parse_args(argv)
     try:
-        session(args.base, data=args.data, inputs=args.inputs, output=args.output, gpu=args.gpu,
+        run_session(args.base, data=args.data, inputs=args.inputs, output=args.output, gpu=args.gpu,
                 nproc=args.nproc, hours=args.hours, started=args.started, until=args.until)
     except PainterError as exc:
         print(f"painter kernel: STOPPED: {exc}", file=sys.stderr, flush=True)
