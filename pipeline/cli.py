@@ -12,6 +12,7 @@ from . import __version__, layout, lock
 from .chain import STAGES
 from .config import Config, describe_keys, ignored_overrides, load_config
 from .errors import PainterError
+from .kernel.script import GPU_CHOICES
 from .layout import Workdir
 
 
@@ -58,26 +59,38 @@ def with_source(overrides: tuple[str, ...], source: str | None) -> tuple[str, ..
     return (*overrides, f"data.source={source}")
 
 
+workdir_option = click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
+                              envvar="PAINTER_WORKDIR", show_default=True,
+                              help="Where artifacts live (env PAINTER_WORKDIR).")
+
+
+def wait_option(func):
+    """--wait, for the commands that write a stage's output: wait for another writer instead of stopping."""
+    @click.option("--wait", "wait_for_writer", is_flag=True, envvar=lock.WAIT_ENV,
+                  help="When another painter process writes the same output, wait for it instead of stopping "
+                       f"(env {lock.WAIT_ENV}).")
+    @functools.wraps(func)
+    def wrapper(wait_for_writer, **kwargs):
+        with lock.waiting(wait_for_writer):
+            return func(**kwargs)
+    return wrapper
+
+
 def stage_options(func):
-    """--config, --set, --source, --workdir, --force and --wait, shared by every stage."""
+    """--config, --set, --source, --workdir and --force, shared by every stage."""
     @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
                   help="TOML preset, e.g. configs/demo.toml (default: built-in DCGAN settings).")
     @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
                   help="Override one config key; repeatable, e.g. --set train.steps=200.")
     @source_option
-    @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
-                  envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
+    @workdir_option
     @click.option("--force", is_flag=True, help="Re-run the stage even if its output is up to date.")
-    @click.option("--wait", is_flag=True, envvar=lock.WAIT_ENV,
-                  help="When another painter process writes the same output, wait for it instead of stopping "
-                       f"(env {lock.WAIT_ENV}).")
     @functools.wraps(func)
-    def wrapper(config_path, overrides, source, workdir, force, wait, **kwargs):
+    def wrapper(config_path, overrides, source, workdir, force, **kwargs):
         cfg = load_config(config_path, with_source(overrides, source))
         for key in ignored_overrides(cfg, overrides):
             click.echo(f"warning: --set {key} is ignored: this run's model.arch is {cfg.model.arch}", err=True)
-        with lock.waiting(wait):
-            return func(cfg=cfg, wd=Workdir(workdir), force=force, **kwargs)
+        return func(cfg=cfg, wd=Workdir(workdir), force=force, **kwargs)
     return wrapper
 
 
@@ -107,6 +120,7 @@ def main():
 
 @main.command()
 @stage_options
+@wait_option
 def download(cfg: Config, wd: Workdir, force: bool):
     """Fetch the images into <workdir>/raw/<source>/.
 
@@ -121,6 +135,7 @@ def download(cfg: Config, wd: Workdir, force: bool):
 
 @main.command()
 @stage_options
+@wait_option
 def prepare(cfg: Config, wd: Workdir, force: bool):
     """Decode the paintings into uint8 tensor shards (training and 256 px reference).
 
@@ -134,6 +149,7 @@ def prepare(cfg: Config, wd: Workdir, force: bool):
 
 @main.command()
 @stage_options
+@wait_option
 def train(cfg: Config, wd: Workdir, force: bool):
     """Train the GAN; writes <run>/train/ (generator, sample grids, metrics.csv, losses.png).
 
@@ -147,6 +163,7 @@ def train(cfg: Config, wd: Workdir, force: bool):
 
 @main.command()
 @stage_options
+@wait_option
 def generate(cfg: Config, wd: Workdir, force: bool):
     """Write generate.count 256x256 JPEGs into <run>/images/.
 
@@ -160,6 +177,7 @@ def generate(cfg: Config, wd: Workdir, force: bool):
 
 @main.command()
 @stage_options
+@wait_option
 @inception_option
 def score(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None):
     """Score generated images against the paintings: SWD always, FID/KID/MiFID with Inception weights.
@@ -174,6 +192,7 @@ def score(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None):
 
 @main.command()
 @stage_options
+@wait_option
 @submissions_option
 @click.option("--kaggle", "to_kaggle", is_flag=True,
               help="Submit the run's pushed Kaggle kernel version to the competition instead (a code competition "
@@ -198,8 +217,7 @@ def submit(cfg: Config, wd: Workdir, force: bool, submissions: Path, to_kaggle: 
 
 
 @main.command()
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
-              envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
+@workdir_option
 @click.option("--kaggle", "on_kaggle", is_flag=True,
               help="First fetch the public leaderboard and where each submitted run stands (rank, top %).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -237,8 +255,7 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None):
               help="Minutes of training steps per run, instead of an image budget.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the report (leaderboard.md, .html, .csv); default: the workdir.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default="artifacts",
-              envvar="PAINTER_WORKDIR", show_default=True, help="Where artifacts live (env PAINTER_WORKDIR).")
+@workdir_option
 @click.option("--force", is_flag=True, help="Re-train, re-generate and re-score every run of the sweep.")
 @inception_option
 def sweep(overrides, source, archs, diffaugment, budget_images, budget_minutes, report_dir, workdir, force,
@@ -269,11 +286,15 @@ def sweep(overrides, source, archs, diffaugment, budget_images, budget_minutes, 
 
 @main.command("run")
 @stage_options
+@wait_option
 @inception_option
 @submissions_option
 @click.option("--until", type=click.Choice(STAGES), default="submit", show_default=True,
               help="Stop after this stage (e.g. prepare, to train under torchrun next).")
-def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None, submissions: Path, until: str):
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train in N processes, one per GPU, under torchrun (the other stages run in one).")
+def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | None, submissions: Path, until: str,
+              nproc: int):
     """Run the whole chain for one config; up-to-date stages are skipped.
 
     --force re-runs every stage.
@@ -282,10 +303,11 @@ def run_chain(cfg: Config, wd: Workdir, force: bool, inception_weights: str | No
     Examples:
       painter run --config configs/demo.toml
       painter run --config configs/dcgan.toml --set data.source=../shared/data
+      painter run --config configs/cut.toml --nproc 2    # both GPUs of a machine
     """
     from . import chain
     stamps = chain.run(cfg, wd, until=until, force=STAGES if force else (), inception_weights=inception_weights,
-                       submissions=submissions, log=click.echo)
+                       submissions=submissions, nproc=nproc, log=click.echo)
     if until != "submit":
         click.echo(f"\ndone: {cfg.run.name} up to {until}")
         return
@@ -330,7 +352,7 @@ def kernel():
 
 @kernel.command("push")
 @stage_options
-@click.option("--gpu", type=click.Choice(["t4", "t4x2", "p100"]), default="t4", show_default=True,
+@click.option("--gpu", type=click.Choice(GPU_CHOICES), default="t4", show_default=True,
               help="Kaggle's T4 machine (it has two T4s) trained in one process (t4) or two under torchrun "
                    "(t4x2); p100: Kaggle's current PyTorch no longer runs on it.")
 @click.option("--hours", type=float, default=None, metavar="H",

@@ -28,7 +28,7 @@ LOSSES = "losses.png"
 NEAREST = "nearest.png"
 ZIP = "images.zip"
 TRAIN_SUMMARY = "summary.json"
-KERNEL_TRAIN_SUMMARY = "train-" + TRAIN_SUMMARY  # a kernel's output: train/summary.json beside score.json
+EXPORTED_TRAIN_SUMMARY = "train-" + TRAIN_SUMMARY  # beside the others, it needs its folder in its name
 CHECKPOINT = "checkpoint.pt"
 GENERATOR = "generator.pt"
 BEST_GENERATOR = "best.pt"
@@ -39,10 +39,6 @@ SUBMISSION_RECORD = "submission.json"
 PUSH_RECORD = "push.json"
 KAGGLE_STANDINGS = "leaderboard_kaggle.json"
 LEADERBOARD_CSV, LEADERBOARD_MD, LEADERBOARD_HTML = "leaderboard.csv", "leaderboard.md", "leaderboard.html"
-# What `painter kernel pull` copies of a kernel's output into runs/<run>/kaggle/: what the report shows.
-PULLED = (SCORE, SAMPLES, LOSSES, METRICS, NEAREST)
-
-
 SHARDS_MANIFEST = "manifest.json"  # in a shards folder: its shards, the images' file names, what was skipped
 
 
@@ -142,7 +138,7 @@ class RunFolder:
     def exported(self) -> dict[str, Path]:
         """The files a run hands on (a Kaggle kernel's output, read back by the report), by name."""
         return {SCORE: self.score_json, SAMPLES: self.samples, LOSSES: self.losses, METRICS: self.metrics,
-                KERNEL_TRAIN_SUMMARY: self.train_summary, NEAREST: self.nearest}
+                EXPORTED_TRAIN_SUMMARY: self.train_summary, NEAREST: self.nearest}
 
 
 class Workdir:
@@ -187,9 +183,14 @@ class Workdir:
         """The paintings' Inception features, shared by every run scored against them."""
         return self.root / "features"
 
+    @property
+    def kernels_root(self) -> Path:
+        """`painter kernel push`'s folder: a folder per run, and the wheels and their dataset's record."""
+        return self.root / "kernels"
+
     def kernel(self, run: str) -> Path:
         """What `painter kernel push` made and recorded for `run`."""
-        return self.root / "kernels" / run
+        return self.kernels_root / run
 
     @property
     def kaggle_standings(self) -> Path:

@@ -187,3 +187,14 @@ def test_a_wrong_weights_path_stops_the_chain_before_any_stage_and_names_where_i
     result = painter("run", *demo, ok=False)
     assert result.exit_code == 1 and "(from PAINTER_INCEPTION_WEIGHTS) does not exist" in result.output
     assert not (tmp_path / "work").exists()  # not a stage ran: no download, no training
+
+
+def test_run_with_nproc_trains_under_torchrun_and_the_chain_goes_on_from_its_stamp(painter, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the torchrun processes import this painter
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    result = painter("run", *TINY, "--nproc", "2", "--until", "train")
+    assert "torch.distributed.run --standalone --nproc_per_node=2 -m pipeline train" in result.output
+    summary = json.loads((tmp_path / "work" / "runs" / "demo" / "train" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["ranks_in_sync"] and summary["steps"] == 4
+    again = painter("run", *TINY, "--until", "train")  # one process: the same config, trained already
+    assert stage_lines(again.output)["train"] == "up to date"

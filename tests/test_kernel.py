@@ -19,7 +19,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipeline import kernel
+from pipeline.kernel import dataset as kernel_dataset
+from pipeline.kernel import script as kernel_script
+from pipeline.kernel import wheels as kernel_wheels
 from pipeline.config import load_config, tomllib  # tomli on Python 3.10
 from tests.fake_kaggle import COMPETITION, FakeKaggle, client_version, connect_in_process
 
@@ -51,7 +53,7 @@ def _fidelity_stand_in(version: str = "0.4.0", marker: str = "") -> bytes:
 @pytest.fixture(scope="session")
 def built_wheel(tmp_path_factory) -> Path:
     """painter's own wheel, built for real once per session."""
-    return kernel.build_project_wheel(tmp_path_factory.mktemp("built"), log=lambda _: None)
+    return kernel_wheels.build_project_wheel(tmp_path_factory.mktemp("built"), log=lambda _: None)
 
 
 @pytest.fixture
@@ -137,7 +139,7 @@ def test_push_uploads_wheels_and_pushes_the_rendered_kernel(painter, server, kag
     assert "steps = 7" in script
     assert (_embedded(script, "RUN_NAME"), _embedded(script, "GPU"), _embedded(script, "DATASET")) == (
         RUN, "t4", "painter-wheels")
-    assert _embedded(script, "HOURS") == kernel.SESSION_HOURS
+    assert _embedded(script, "HOURS") == kernel_script.SESSION_HOURS
 
     record = json.loads((folder / "push.json").read_text())
     assert {k: record[k] for k in ("kernel", "version", "gpu", "dataset", "run")} == {
@@ -159,7 +161,7 @@ def test_push_uploads_wheels_and_pushes_the_rendered_kernel(painter, server, kag
     for hours in ("0", "13"):
         refused = _push(painter, wheels, "--hours", hours, ok=False)
         assert "at most 12 hours" in refused.output and len(server.pushes) == pushes
-    assert f"Default: {kernel.SESSION_HOURS:g}," in " ".join(painter("kernel", "push", "--help").output.split())
+    assert f"Default: {kernel_script.SESSION_HOURS:g}," in " ".join(painter("kernel", "push", "--help").output.split())
 
 
 def test_upload_skipped_when_unchanged_new_version_when_changed(painter, server, kaggle, wheels):
@@ -196,12 +198,12 @@ def test_waits_until_kaggle_has_processed_the_upload():
     states = iter(["blobs_received", "blobs_decompressed", "ready"])
     api = types.SimpleNamespace(dataset_status=lambda ref: next(states))
     slept = []
-    kernel._wait_until_ready(api, "someone/painter-wheels", lambda _: None, slept.append)
-    assert slept == [kernel.READY_INTERVAL] * 2
+    kernel_dataset._wait_until_ready(api, "someone/painter-wheels", lambda _: None, slept.append)
+    assert slept == [kernel_dataset.READY_INTERVAL] * 2
 
     failed = types.SimpleNamespace(dataset_status=lambda ref: "failed")
-    with pytest.raises(kernel.PainterError, match="as failed"):
-        kernel._wait_until_ready(failed, "someone/painter-wheels", lambda _: None, slept.append)
+    with pytest.raises(kernel_dataset.PainterError, match="as failed"):
+        kernel_dataset._wait_until_ready(failed, "someone/painter-wheels", lambda _: None, slept.append)
 
 
 def test_wheels_folder_must_hold_painter_and_fidelity(painter, server, kaggle, wheels):
@@ -212,10 +214,10 @@ def test_wheels_folder_must_hold_painter_and_fidelity(painter, server, kaggle, w
 
 
 def test_project_wheel_is_reproducible(built_wheel, tmp_path):
-    again = kernel.build_project_wheel(tmp_path, log=lambda _: None)
+    again = kernel_wheels.build_project_wheel(tmp_path, log=lambda _: None)
     assert again.read_bytes() == built_wheel.read_bytes()  # so an unchanged painter is not uploaded again
     with zipfile.ZipFile(again) as archive:
-        assert "pipeline/kernel.py" in archive.namelist()
+        assert "pipeline/kernel/session.py" in archive.namelist()
 
 
 def test_push_failures(painter, server, monkeypatch, tmp_path, wheels):
@@ -344,7 +346,8 @@ def test_pull_waits_for_a_complete_kernel(painter, server, kaggle, wheels, tmp_p
 # ---------------------------------------------------------------------- the script that runs on Kaggle
 
 def _script_module():
-    spec = importlib.util.spec_from_file_location("painter_kernel_template", kernel.TEMPLATE_DIR / kernel.SCRIPT_NAME)
+    spec = importlib.util.spec_from_file_location("painter_kernel_template",
+                                                  kernel_script.TEMPLATE_DIR / kernel_script.SCRIPT_NAME)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -410,7 +413,7 @@ def test_rendered_script_runs_a_capped_session_on_a_fake_kaggle_tree(tmp_path):
         "run.device=cpu", "model.g_channels=8", "model.d_channels=8", "model.latent_dim=16", "train.batch_size=4",
         "train.steps=100000", "train.sample_every=1", "train.checkpoint_every=1", "train.log_every=1",
         "generate.batch_size=1000", "score.max_images=16", "score.inception=false"])
-    kernel.render_kernel(tmp_path / "k", user="someone", run=cfg.run.name, gpu="t4x2", config_toml=cfg.to_toml(),
+    kernel_script.render_kernel(tmp_path / "k", user="someone", run=cfg.run.name, gpu="t4x2", config_toml=cfg.to_toml(),
                          dataset="someone/painter-wheels", hours=hours)
     env = dict(os.environ, PAINTER_KAGGLE_ROOT=str(root), PAINTER_KERNEL_SKIP_INSTALL="1",
                PAINTER_KERNEL_WORKDIR=str(tmp_path / "w"), PYTHONPATH=str(REPO))

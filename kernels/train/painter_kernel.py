@@ -1,21 +1,22 @@
-"""painter on Kaggle: the whole chain (prepare -> train -> generate -> score -> submit) in one kernel.
+"""painter on Kaggle: the bootstrap of the kernel that runs the whole chain (prepare -> submit).
 
 `painter kernel push` renders this template (the values below the "filled in" line) and pushes it
 as a private script kernel, with the competition's data and the user's private `painter-wheels`
 dataset (painter's wheel, torch-fidelity's wheel, the Inception weights when they were available)
-attached. The kernel runs offline. What it does, in order:
+attached. The kernel runs offline. This script does only what must happen before painter can be
+imported:
 
 1. checks the GPU within seconds: a GPU this PyTorch has no kernels for (the P100, sm_60, with
    Kaggle's current image) or no GPU at all stops the kernel at once with what to do;
-2. installs the wheels with `pip install --no-index --no-deps` (Kaggle's torch is never touched)
-   and checks that painter's other dependencies are there;
-3. runs the chain on the competition's data in a temporary workdir (with --gpu t4x2, training
-   runs first under torchrun, one process per GPU), with a deadline inside the session's limit
-   (HOURS, from `painter kernel push --hours`): training stops early enough for generate, score
-   and the zip to finish, judged from the run's own speed, and generates from its best checkpoint;
-4. leaves in /kaggle/working: images.zip (the submission Kaggle scores), score.json, samples.png,
-   samples/ (the grids along training), losses.png, metrics.csv, nearest.png, train-summary.json
-   and kernel-run.json.
+2. finds the inputs (the wheels dataset, the competition's data) and installs the wheels with
+   `pip install --no-index --no-deps` (Kaggle's torch is never touched), then checks that painter's
+   other dependencies are there;
+3. hands over to painter's kernel session (`python -m pipeline.kernel.session`, in
+   pipeline/kernel/session.py) with a deadline inside the session's limit (HOURS, from
+   `painter kernel push --hours`): it runs the chain in a temporary workdir (with --gpu t4x2,
+   training under torchrun, one process per GPU) and leaves in /kaggle/working images.zip (the
+   submission Kaggle scores), what the run folder hands on by its own names (score.json, the plots,
+   metrics.csv, train-summary.json, the grids along training in samples/) and kernel-run.json.
 
 Every /kaggle path derives from $PAINTER_KAGGLE_ROOT (default /kaggle), so the script also runs
 locally on a fake tree; PAINTER_KERNEL_SKIP_INSTALL=1 skips the pip step when painter is already
@@ -26,11 +27,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,15 +40,13 @@ from pathlib import Path
 RUN_NAME = "dcgan"
 GPU = "t4"
 DATASET = "painter-wheels"
+COMPETITION = ""
 CONFIG_TOML = ""
 HOURS = 5.0
 # ---- end of the values filled in ----
 
-COMPETITION = "gan-getting-started"
-WEIGHTS_PATTERN = "*inception-2015-12-05-6726825d.pth"
 # Kaggle's image has these; painter's wheel is installed without its dependencies, so check them.
 NEEDED_MODULES = ("torch", "torchvision", "numpy", "PIL", "tqdm", "click", "matplotlib", "requests")
-GPU_CHOICES = ("t4", "t4x2", "p100")
 SPARE = (0.1, 600.0)  # of the session, kept unused: this fraction of it, at most these seconds
 
 
@@ -66,6 +63,11 @@ def log(message: str) -> None:
 
 
 # ------------------------------------------------------------------ GPU check
+
+def processes(gpu: str) -> int:
+    """How many GPUs, one training process each, the --gpu choice asks for: t4x2 both of the T4 machine's."""
+    return 2 if gpu == "t4x2" else 1
+
 
 def arch_supported(capability: tuple[int, int], arch_list: list[str]) -> bool:
     """Whether a PyTorch built for `arch_list` (torch.cuda.get_arch_list()) runs on a GPU of
@@ -107,8 +109,8 @@ def check_gpu(gpu: str, device: str = "auto", cuda=None, probe=None) -> str:
                    "`painter kernel push --gpu t4`, or set run.device = \"cpu\" to run on the CPU anyway "
                    "(hours for the real data)")
     count = cuda.device_count()
-    if gpu == "t4x2" and count < 2:
-        raise Stop(f"--gpu t4x2 trains on two GPUs but this session has {count}; push again with "
+    if count < processes(gpu):  # only t4x2 asks for more than one
+        raise Stop(f"--gpu {gpu} trains on two GPUs but this session has {count}; push again with "
                    "`painter kernel push --gpu t4`")
     arch_list = list(cuda.get_arch_list())
     found = []
@@ -176,50 +178,10 @@ def config_value(section: str, key: str, default):
     return tomllib.loads(CONFIG_TOML).get(section, {}).get(key, default) if CONFIG_TOML else default
 
 
-# ------------------------------------------------------------------ the chain
-
 def deadline(started: float) -> float:
     """When the chain must be done: the session's end less a spare for Kaggle's own start and end."""
     session = HOURS * 3600
     return started + session - min(SPARE[0] * session, SPARE[1])
-
-
-def painter(*args: str, cwd: Path, until: float, launcher: tuple[str, ...] = ()) -> None:
-    """`python -m pipeline ARGS`, from `cwd` so no stray file lands in /kaggle/working (the output);
-    training in it stops in time for the rest of the chain to end by `until`."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PAINTER_DEADLINE=f"{until:.0f}")
-    env.setdefault("TQDM_MININTERVAL", "30")  # progress bars: a line every 30 s, not a flood in the log
-    command = [sys.executable, *launcher, "-m", "pipeline", *args]
-    log("$ " + " ".join(command[1:]))
-    done = subprocess.run(command, env=env, cwd=cwd)
-    if done.returncode:
-        raise Stop(f"`painter {args[0]}` failed with exit code {done.returncode}; its messages are above")
-
-
-def collect_outputs(workdir: Path, submissions: Path, working: Path) -> list[str]:
-    run = workdir / "runs" / RUN_NAME
-    wanted = {submissions / RUN_NAME / "images.zip": "images.zip",
-              submissions / RUN_NAME / "score.json": "score.json",
-              run / "train" / "samples.png": "samples.png",
-              run / "train" / "losses.png": "losses.png",
-              run / "train" / "metrics.csv": "metrics.csv",
-              run / "train" / "summary.json": "train-summary.json",
-              run / "score" / "nearest.png": "nearest.png"}
-    working.mkdir(parents=True, exist_ok=True)
-    written = []
-    for source, name in wanted.items():
-        if source.is_file():
-            shutil.copyfile(source, working / name)
-            written.append(name)
-    grids = sorted((run / "train" / "samples").glob("*.png"))
-    if grids:
-        (working / "samples").mkdir(exist_ok=True)
-        for grid in grids:
-            shutil.copyfile(grid, working / "samples" / grid.name)
-        written.append(f"samples/ ({len(grids)} grids)")
-    if "images.zip" not in written:
-        raise Stop(f"the chain ended without {submissions / RUN_NAME / 'images.zip'}")
-    return written
 
 
 def main() -> int:
@@ -230,8 +192,6 @@ def main() -> int:
     try:
         if not CONFIG_TOML:
             raise Stop("no config embedded: this is the template; `painter kernel push` renders it")
-        if GPU not in GPU_CHOICES:
-            raise Stop(f"unknown GPU choice {GPU!r}; expected one of {', '.join(GPU_CHOICES)}")
         log(check_gpu(GPU, config_value("run", "device", "auto")))
 
         wheels = find_input("painter-*.whl", DATASET, f"the {DATASET} dataset",
@@ -244,38 +204,20 @@ def main() -> int:
         data = find_input("monet_jpg", COMPETITION, "the competition's data",
                           f"The kernel lists {COMPETITION} in competition_sources; accept the competition's "
                           f"rules at https://www.kaggle.com/competitions/{COMPETITION}/rules and push again.")
-        weights = sorted(wheels.glob(WEIGHTS_PATTERN))
-        log(f"data {data}; Inception weights: {weights[0] if weights else 'none (SWD and the copy check only)'}")
-
-        base = Path(os.environ.get("PAINTER_KERNEL_WORKDIR") or tempfile.mkdtemp(prefix="painter-"))
-        base.mkdir(parents=True, exist_ok=True)
-        (base / "config.toml").write_text(CONFIG_TOML)
-        workdir, submissions = base / "artifacts", base / "submissions"
-        common = ("--config", str(base / "config.toml"), "--set", f"data.source={data}", "--workdir", str(workdir))
-        if GPU == "t4x2":  # training under torchrun first; `painter run` then finds it up to date
-            painter("run", *common, "--until", "prepare", cwd=base, until=until)
-            painter("train", *common, cwd=base, until=until,
-                    launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
-        scoring = ("--inception-weights", str(weights[0])) if weights else ()
-        painter("run", *common, "--submissions", str(submissions), *scoring, cwd=base, until=until)
-
-        working = kaggle_root() / "working"
-        written = collect_outputs(workdir, submissions, working)
-        seconds = round(time.time() - started)
-        trained = json.loads((working / "train-summary.json").read_text()) \
-            if (working / "train-summary.json").is_file() else {}
-        if trained.get("stopped") == "deadline":
-            log(f"training stopped at step {trained['steps']} of {trained['planned_steps']} to finish inside "
-                f"{HOURS:g} h; the images come from its best checkpoint")
-        (working / "kernel-run.json").write_text(json.dumps(
-            {"run": RUN_NAME, "gpu": GPU, "seconds": seconds, "hours": HOURS,
-             "training_stopped": trained.get("stopped"), "python": platform.python_version(),
-             "torch": getattr(sys.modules.get("torch"), "__version__", None), "outputs": written}, indent=2) + "\n")
-        log(f"done in {seconds // 60} min: {', '.join(written)} in {working}")
-        return 0
     except Stop as exc:
         print(f"painter kernel: STOPPED: {exc}", file=sys.stderr, flush=True)
         return 1
+
+    base = Path(os.environ.get("PAINTER_KERNEL_WORKDIR") or tempfile.mkdtemp(prefix="painter-"))
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "config.toml").write_text(CONFIG_TOML)
+    # From `base`, so no stray file lands in /kaggle/working (the output).
+    command = [sys.executable, "-m", "pipeline.kernel.session", str(base), "--data", str(data),
+               "--inputs", str(wheels), "--output", str(kaggle_root() / "working"), "--gpu", GPU,
+               "--nproc", str(processes(GPU)), "--hours", str(HOURS), "--started", str(started),
+               "--until", str(until)]
+    log("$ " + " ".join(command[1:]))
+    return subprocess.run(command, cwd=base).returncode
 
 
 if __name__ == "__main__":

@@ -1,0 +1,15 @@
+"""kernel: run the chain on Kaggle's GPUs as a private script kernel; follow it; pull its submission.
+
+One module per job:
+- wheels.py: painter's wheel (built from these sources) and torch-fidelity's, which Kaggle's image lacks;
+- dataset.py: the private dataset `<user>/painter-wheels` that carries them (and the Inception weights);
+- script.py: the kernel folder, kernels/train/ rendered with the run's values, and the GPU choices;
+- remote.py: push, status, pull and submit, against Kaggle;
+- session.py: what runs ON Kaggle once kernels/train/painter_kernel.py (the bootstrap: GPU check,
+  inputs, wheels) has installed painter: the chain inside the session's deadline, and its export.
+"""
+
+from .remote import pull, push, status, submit
+from .script import GPU_CHOICES, SESSION_HOURS
+
+__all__ = ["GPU_CHOICES", "SESSION_HOURS", "pull", "push", "status", "submit"]
