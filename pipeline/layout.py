@@ -27,6 +27,13 @@ LOSSES = "losses.png"
 NEAREST = "nearest.png"
 ZIP = "images.zip"
 TRAIN_SUMMARY = "summary.json"
+# train/'s own files (pipeline/train.py works in that folder)
+CHECKPOINT = "checkpoint.pt"
+GENERATOR = "generator.pt"
+BEST_GENERATOR = "best.pt"
+BEST_RECORD = "best.json"
+TRAIN_CONFIG = "config.toml"
+SAMPLE_GRIDS = "samples"       # train/samples/step_NNNNNN.png
 KERNEL_RECORD = "kernel.json"  # in runs/<run>/kaggle/: which kernel version this is, written last by pull
 SUBMISSION_RECORD = "submission.json"
 PUSH_RECORD = "push.json"
@@ -69,19 +76,19 @@ class RunFolder:
     # train/
     @property
     def checkpoint(self) -> Path:
-        return self.train / "checkpoint.pt"
+        return self.train / CHECKPOINT
 
     @property
     def generator(self) -> Path:
-        return self.train / "generator.pt"
+        return self.train / GENERATOR
 
     @property
     def best_generator(self) -> Path:
-        return self.train / "best.pt"
+        return self.train / BEST_GENERATOR
 
     @property
     def best_record(self) -> Path:
-        return self.train / "best.json"
+        return self.train / BEST_RECORD
 
     @property
     def metrics(self) -> Path:
@@ -89,7 +96,7 @@ class RunFolder:
 
     @property
     def train_config(self) -> Path:
-        return self.train / "config.toml"
+        return self.train / TRAIN_CONFIG
 
     @property
     def train_summary(self) -> Path:
@@ -98,7 +105,7 @@ class RunFolder:
     @property
     def sample_grids(self) -> Path:
         """The grids saved during training, one per `train.sample_every` steps."""
-        return self.train / "samples"
+        return self.train / SAMPLE_GRIDS
 
     @property
     def samples(self) -> Path:

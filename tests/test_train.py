@@ -280,13 +280,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(painter, prepared, tm
 
 
 def test_a_long_schedule_on_a_cpu_gets_an_estimate_and_what_to_do_instead(painter, prepared, monkeypatch):
-    from pipeline import train
+    from pipeline import train_log
 
-    monkeypatch.setattr(train, "SLOW_CPU_MEASURE_S", 0.0)  # estimate after the first step
+    monkeypatch.setattr(train_log, "SLOW_CPU_MEASURE_S", 0.0)  # estimate after the first step
     short = run_cli(painter, "wgan-gp", "--set", "train.steps=12", "--set", "run.name=short")
     assert "on this CPU" not in short.output  # 11 steps of a tiny model: seconds, not hours
 
-    monkeypatch.setattr(train, "SLOW_CPU_HOURS", 0.0)
+    monkeypatch.setattr(train_log, "SLOW_CPU_HOURS", 0.0)
     slow = run_cli(painter, "wgan-gp", "--set", "train.steps=12", "--set", "run.name=slow")
     assert slow.output.count("train: the 11 steps left take about 0 h on this CPU") == 1
     assert "CPU-sized overrides" in slow.output
