@@ -80,15 +80,15 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
         (out / layout.TRAIN_CONFIG).write_text(cfg.to_toml())
     steplog = StepLog(out, trainer, steps=tc.steps, start_step=progress.step, start_seconds=progress.seconds,
                       world=process.world, enabled=process.main, tensorboard=tc.tensorboard, log=log)
-    evaluations = _Evaluations(cfg, trainer, out, progress, log, enabled=bool(tc.eval_every) and process.main)
-    stopper = Stopper(tc.steps, tc.log_every, tc.max_minutes, Deadline.from_env(images_after_training(cfg, data)),
-                      process, device, start_step=progress.step, start_seconds=progress.seconds)
-    if stopper.deadline is not None:
-        log(f"train: everything after training must end by "
-            f"{time.strftime('%H:%M:%S', time.localtime(stopper.deadline.at))} ({DEADLINE_ENV}); training stops "
-            "in time for it")
-    evaluations.deadline = stopper.deadline
-    steplog.hint_when_slow(device.type == "cpu" and not tc.max_minutes and stopper.deadline is None)
+    evaluator = _evaluator(cfg, trainer, log) if tc.eval_every and process.main else None
+    deadline = Deadline.from_env(images_after_training(cfg, data))
+    if deadline is not None:
+        log(f"train: everything after training must end by {time.strftime('%H:%M:%S', time.localtime(deadline.at))} "
+            f"({DEADLINE_ENV}); training stops in time for it")
+    evaluations = _Evaluations(cfg, trainer, out, progress, evaluator, deadline)
+    stopper = Stopper(tc.steps, tc.log_every, tc.max_minutes, deadline, process, device,
+                      start_step=progress.step, start_seconds=progress.seconds)
+    steplog.hint_when_slow(device.type == "cpu" and not tc.max_minutes and deadline is None)
     divergence = Divergence(process, device, trainer.divergence_hint)
 
     stats, stop = _train(cfg, trainer, progress, checkpoints, stopper, steplog, evaluations, divergence, log)
@@ -139,10 +139,10 @@ class _Evaluations:
     """The EMA generator scored every train.eval_every steps and at the last (rank 0); the best so far is
     saved as best.pt with its record best.json, and kept in `progress` for the checkpoint."""
 
-    def __init__(self, cfg: Config, trainer, out: Path, progress: Progress, log, *, enabled: bool):
+    def __init__(self, cfg: Config, trainer, out: Path, progress: Progress, evaluator, deadline: Deadline | None):
         self.cfg, self.trainer, self.out, self.progress = cfg, trainer, out, progress
-        self.evaluator = _evaluator(cfg, trainer, log) if enabled else None
-        self.deadline: Deadline | None = None  # told how long evaluating an image takes
+        self.evaluator = evaluator  # None: no evaluations (train.eval_every = 0, or a rank other than 0)
+        self.deadline = deadline  # told how long evaluating an image takes
 
     def evaluate(self) -> dict:
         if self.evaluator is None:

@@ -54,18 +54,18 @@ class StepLog:
                 csv.DictWriter(fh, self.fields).writerows(rows)
 
     def __enter__(self) -> "StepLog":
-        self.file = open(self.folder / layout.METRICS, "a", newline="") if self.enabled else open(os.devnull, "w")
-        self.writer = csv.DictWriter(self.file, self.fields)
         self.board = tensorboard_log.Board(self.folder, enabled=self.tensorboard and self.enabled,
                                            resumed_step=self.start_step, eval_fields=EVAL_FIELDS)
+        self.file = open(self.folder / layout.METRICS, "a", newline="") if self.enabled else open(os.devnull, "w")
+        self.writer = csv.DictWriter(self.file, self.fields)
         self.bar = progress_bar(range(self.start_step, self.steps), initial=self.start_step, total=self.steps,
                                 desc="train", unit="step", disable=not self.enabled)
         self.window_start, self.window_images = time.perf_counter(), 0
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
-        self.board.__exit__()
         self.file.close()
+        self.board.close()
         if exc_type is None:  # a run that fails leaves its bar where it stood
             self.bar.close()
 
