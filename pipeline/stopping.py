@@ -117,7 +117,7 @@ class Stopper:
         """After step `done` (`seconds` of training so far, `images` per step of this process). Every rank
         calls it after every step; under torchrun they talk only on log steps. The loop acts on the answer
         after that step's log row, grid and checkpoint, so a signal that comes while they are written is
-        seen after the next step."""
+        seen at the next check."""
         if self.deadline is not None:
             self.deadline.per_training_image = (seconds - self.start_seconds) / ((done - self.start_step) * images)
         tick = done % self.log_every == 0
