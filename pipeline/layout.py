@@ -29,11 +29,13 @@ NEAREST = "nearest.png"
 ZIP = "images.zip"
 TRAIN_SUMMARY = "summary.json"
 EXPORTED_TRAIN_SUMMARY = "train-" + TRAIN_SUMMARY  # beside the others, it needs its folder in its name
+# train/'s own files (pipeline/train.py works in that folder)
 CHECKPOINT = "checkpoint.pt"
 GENERATOR = "generator.pt"
 BEST_GENERATOR = "best.pt"
 BEST_RECORD = "best.json"
 TRAIN_CONFIG = "config.toml"
+SAMPLE_GRIDS = "samples"       # train/samples/step_NNNNNN.png
 KERNEL_RECORD = "kernel.json"  # in runs/<run>/kaggle/: which kernel version this is, written last by pull
 SUBMISSION_RECORD = "submission.json"
 PUSH_RECORD = "push.json"
@@ -107,7 +109,7 @@ class RunFolder:
     @property
     def sample_grids(self) -> Path:
         """The grids saved during training, one per `train.sample_every` steps."""
-        return self.train / "samples"
+        return self.train / SAMPLE_GRIDS
 
     @property
     def samples(self) -> Path:

@@ -63,9 +63,12 @@ class Board:
         if self.writer is not None:
             self.writer.flush()
 
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
     def __enter__(self) -> "Board":
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        self.close()

@@ -2,92 +2,46 @@
 samples, metrics, plots).
 
 The architecture (pipeline/archs/) owns its networks and its training step; this module owns the
-loop around it, the same for every architecture:
-- the uint8 shards (the paintings, and the photos for a translation architecture) are loaded
-  onto the training device once and batches are drawn and augmented there: no DataLoader, no
-  per-step host-to-device copies;
-- nothing is lost when a run stops: the whole training state (networks, EMA, optimisers, loss
-  scalers, every RNG stream, the step) is checkpointed atomically every `train.checkpoint_every`
-  generator steps and on SIGTERM/SIGINT, and `painter train` with the same config resumes from it;
-- a NaN or inf loss stops the run before it can overwrite the last good checkpoint;
-- every `train.eval_every` steps the EMA generator is evaluated and the best kept as best.pt;
-- with $PAINTER_DEADLINE (seconds since the epoch, as `date +%s` prints; the Kaggle kernel sets it
-  from its session limit) training stops early enough for generate, score and submit to finish by
-  then, judged from this run's own speed (see `Deadline`);
-- under `torchrun --nproc_per_node=K` each process trains one replica with DistributedDataParallel
-  (nccl on GPUs, gloo on CPUs) on its own batches; only rank 0 writes files.
+loop around it, the same for every architecture, and reads top to bottom (`_train`): a step, then at
+a tick (a log step, an evaluation, the last step) the finite check, the log row with the evaluation,
+the sample grid, the stop, the checkpoint. Its parts live in their own modules:
+- checkpoint.py: the whole training state (networks, EMA, optimisers, loss scalers, every rank's
+  random streams, the step) saved atomically every `train.checkpoint_every` generator steps, on
+  SIGTERM/SIGINT and at the end; `painter train` with the same config resumes from it, on another
+  device, precision or number of processes too;
+- stopping.py: when to stop early: `train.max_minutes`, $PAINTER_DEADLINE (seconds since the epoch,
+  as `date +%s` prints; the Kaggle kernel sets it from its session limit: training stops early enough
+  for generate, score and submit to finish by then), a signal, a NaN or inf loss (which stops the run
+  before it can overwrite the last good checkpoint);
+- train_log.py: a logged step's metrics.csv row, TensorBoard scalars and progress bar;
+- evaluate.py: every `train.eval_every` steps the EMA generator is scored and the best kept as best.pt.
+The uint8 shards (the paintings, and the photos for a translation architecture) are loaded onto the
+training device once and batches are drawn and augmented there: no DataLoader, no per-step
+host-to-device copies. Under `torchrun --nproc_per_node=K` each process trains one replica with
+DistributedDataParallel (nccl on GPUs, gloo on CPUs) on its own batches; only rank 0 writes files.
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from . import archs, prepare, tensorboard_log
-from .artifacts import (Workdir, clear_folder, fingerprint, read_stamp, require_stamp, run_stage, write_json_atomic,
-                        write_torch_atomic)
+from . import archs, layout, prepare, tensorboard_log
+from .artifacts import Workdir, fingerprint, read_stamp, require_stamp, run_stage, write_json_atomic, write_torch_atomic
+from .checkpoint import Checkpoints, Progress, precision
 from .config import Config
-from .devices import Process, any_rank, start_process_group
-from .errors import PainterError, Stopped
+from .devices import Process, start_process_group
+from .errors import PainterError
 from .images import save_grid
 from .plots import plot_losses
-from .progress import progress_bar
+from .stopping import DEADLINE_ENV, Deadline, Divergence, Stop, Stopper, TrainingStopped
+from .train_log import StepLog
 
 VERSION = 4
-EVAL_FIELDS = ["swd", "fid", "kid"]  # on evaluation steps only
-DEADLINE_ENV = "PAINTER_DEADLINE"
-# A preset's schedule can take days on a CPU: once its speed is known, say so and what to do instead.
-SLOW_CPU_MEASURE_S = 60.0  # of training, before the estimate
-SLOW_CPU_HOURS = 2.0  # longer than this left gets the hint
-
-
-class TrainingStopped(Stopped):
-    """Stopped by a signal after saving a checkpoint."""
-
-
-class Deadline:
-    """When training must stop so that everything after it still finishes by a wall-clock deadline.
-
-    What follows training (the last evaluation, generate, score, the zip) is estimated from this
-    run's own speed: seconds per image of its evaluations (making and scoring images, as generate and
-    score do), or before the first one, seconds per training image (a training step makes, judges
-    and back-propagates each image: an over-estimate). Generate, score and the copy check each pass
-    over every image, hence AFTER_PASSES, plus AFTER_FIXED for loading, saving and zipping."""
-
-    AFTER_PASSES = 3
-    AFTER_FIXED = 120.0
-
-    def __init__(self, at: float, images_after: int):
-        self.at, self.images_after = at, images_after
-        self.per_image: float | None = None  # measured by evaluations
-        self.per_training_image: float | None = None
-
-    @classmethod
-    def from_env(cls, images_after: int) -> "Deadline | None":
-        raw = os.environ.get(DEADLINE_ENV, "").strip()
-        if not raw:
-            return None
-        try:
-            return cls(float(raw), images_after)
-        except ValueError:
-            raise PainterError(f"{DEADLINE_ENV}={raw!r}: expected seconds since the epoch, as `date +%s` "
-                               "prints") from None
-
-    def reserve(self) -> float:
-        """Seconds to keep for everything after training."""
-        per_image = self.per_image if self.per_image is not None else self.per_training_image or 0.0
-        return self.AFTER_FIXED + self.AFTER_PASSES * per_image * self.images_after
-
-    def reached(self) -> bool:
-        return time.time() + self.reserve() >= self.at
 
 
 def images_after_training(cfg: Config, data: dict) -> int:
@@ -98,47 +52,6 @@ def images_after_training(cfg: Config, data: dict) -> int:
 
 def train_dir(cfg: Config, wd: Workdir) -> Path:
     return wd.run_folder(cfg.run.name).train
-
-
-@contextmanager
-def _stop_on_signals():
-    """Turn SIGTERM/SIGINT into a flag the loop checks, so it can checkpoint before stopping."""
-    caught: dict[str, int | None] = {"signal": None}
-    if threading.current_thread() is not threading.main_thread():
-        yield caught
-        return
-
-    def handler(signum, frame):
-        caught["signal"] = signum
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield caught
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def _metrics_rows_until(path: Path, step: int) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        return [row for row in csv.DictReader(fh) if int(row["step"]) <= step]
-
-
-def _precision(trainer) -> str:
-    return str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "float32"
-
-
-def _on_cpu(state):
-    """`state` (nested dicts and lists of tensors) with every tensor on the CPU."""
-    if isinstance(state, torch.Tensor):
-        return state.cpu()
-    if isinstance(state, dict):
-        return {key: _on_cpu(value) for key, value in state.items()}
-    if isinstance(state, (list, tuple)):
-        return type(state)(_on_cpu(value) for value in state)
-    return state
 
 
 def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *, fresh: bool, log=print) -> dict:
@@ -153,206 +66,99 @@ def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *
 
 def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, process: Process,
          device: torch.device, *, fresh: bool, log) -> dict:
+    """Build, resume, train, finish: the run's files are written by rank 0 (under torchrun the other
+    ranks' logs, evaluations and files are switched off, and they take part in the collectives only)."""
     tc, arch = cfg.train, archs.get(cfg.model.arch)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     data = {domain: prepare.load_shards(folder, device) for domain, folder in shards.items()}
     trainer = arch.trainer(cfg, data, device, process)
 
-    checkpoint_path = out / "checkpoint.pt"
-    if process.world > 1:
-        dist.barrier()  # every rank reads the checkpoint before rank 0 may clear the folder
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True) \
-        if checkpoint_path.exists() else None
-    start_step, seconds, best = 0, 0.0, None
-    if checkpoint is not None and checkpoint["fingerprint"] == run_fingerprint and not fresh:
-        # Under torchrun each rank takes back its own streams; saved by another number of processes,
-        # a rank other than 0 keeps the fresh ones it was seeded with. Written on another kind of device
-        # or in another precision, the weights and optimisers carry over; random streams (a CPU's and a
-        # GPU's differ in form) and loss scales start afresh.
-        machine = {"device": device.type, "precision": _precision(trainer)}
-        saved_on = {key: checkpoint.get(key, machine[key]) for key in machine}
-        same_machine = saved_on == machine
-        rank_streams = checkpoint.get("rank_streams") or [checkpoint["trainer"]]
-        own = rank_streams[process.rank] if len(rank_streams) == process.world or process.rank == 0 else None
-        trainer.load_state_dict(checkpoint["trainer"], streams=False, scalers=same_machine)
-        if own is not None and same_machine:
-            trainer.load_streams(own)
-        start_step, seconds, best = checkpoint["step"], checkpoint["seconds"], checkpoint.get("best")
-        log(f"train: resuming from step {start_step} of {tc.steps}" + ("" if same_machine else
-            f" (written on {saved_on['device']} in {saved_on['precision']}, now on {machine['device']} in "
-            f"{machine['precision']}: the weights and optimisers carry over, random streams and loss scales "
-            "start afresh)"))
-    elif process.main:
-        clear_folder(out)  # another config's files must not mix with this run's
-    if process.world > 1:
-        dist.barrier()
-
-    metrics_path = out / "metrics.csv"
-    fields = ["step", *trainer.columns, "img_per_s", "seconds", *EVAL_FIELDS]
+    checkpoints = Checkpoints(out / layout.CHECKPOINT, run_fingerprint, trainer, process, device)
+    progress = checkpoints.resume(fresh=fresh, steps=tc.steps, log=log)
     if process.main:
-        (out / "samples").mkdir(exist_ok=True)
-        (out / "config.toml").write_text(cfg.to_toml())
-        rows = _metrics_rows_until(metrics_path, start_step)
-        with open(metrics_path, "w", newline="") as fh:
-            csv.DictWriter(fh, fields).writeheader()
-            csv.DictWriter(fh, fields).writerows(rows)
-
-    def save_checkpoint(step: int) -> None:
-        """Every rank calls it at the same step; rank 0 writes, with each rank's own random streams."""
-        rank_streams = None
-        if process.world > 1:
-            rank_streams = [None] * process.world
-            dist.all_gather_object(rank_streams, _on_cpu(trainer.streams()))  # not onto rank 0's GPUs
-        if process.main:
-            write_torch_atomic(checkpoint_path, {"fingerprint": run_fingerprint, "step": step, "seconds": seconds,
-                                                 "trainer": trainer.state_dict(), "best": best,
-                                                 "rank_streams": rank_streams, "device": device.type,
-                                                 "precision": _precision(trainer)})
-
+        (out / layout.TRAIN_CONFIG).write_text(cfg.to_toml())
+    steplog = StepLog(out, trainer, steps=tc.steps, start_step=progress.step, start_seconds=progress.seconds,
+                      world=process.world, enabled=process.main, tensorboard=tc.tensorboard, log=log)
     evaluator = _evaluator(cfg, trainer, log) if tc.eval_every and process.main else None
     deadline = Deadline.from_env(images_after_training(cfg, data))
-    if deadline is not None and process.main:
+    if deadline is not None:
         log(f"train: everything after training must end by {time.strftime('%H:%M:%S', time.localtime(deadline.at))} "
             f"({DEADLINE_ENV}); training stops in time for it")
+    evaluations = _Evaluations(cfg, trainer, out, progress, evaluator, deadline)
+    stopper = Stopper(tc.steps, tc.log_every, tc.max_minutes, deadline, process, device,
+                      start_step=progress.step, start_seconds=progress.seconds)
+    steplog.hint_when_slow(device.type == "cpu" and not tc.max_minutes and deadline is None)
+    divergence = Divergence(process, device, trainer.divergence_hint)
 
-    def evaluate(step: int) -> dict:
-        """Scores of the EMA generator now; the best one so far is saved as best.pt (main process)."""
-        nonlocal best
-        if evaluator is None:
+    stats, stop = _train(cfg, trainer, progress, checkpoints, stopper, steplog, evaluations, divergence, log)
+    divergence.check(progress.step, checkpoints.saved_step)
+    checkpoints.save(progress)
+    summary = _summary(cfg, trainer, data, process, device, progress, stats, stop)
+    if process.main:
+        _write_final(cfg, out, trainer)
+        write_json_atomic(out / layout.TRAIN_SUMMARY, summary)
+    return summary
+
+
+def _train(cfg: Config, trainer, progress: Progress, checkpoints: Checkpoints, stopper: Stopper,
+           steplog: StepLog, evaluations: "_Evaluations", divergence: Divergence, log) -> tuple[dict, Stop | None]:
+    """The loop: a step, then, at a tick (a log step, an evaluation, the last step): the finite check, the
+    log row with the evaluation, the sample grid, the stop, the checkpoint. Updates `progress` in place;
+    returns the last step's stats and the stop that finished training early (or None)."""
+    tc = cfg.train
+    stats: dict = {}
+    with stopper, steplog:
+        for step in steplog.bar:
+            started = time.perf_counter()
+            stats = trainer.train_step(step)
+            progress.seconds += time.perf_counter() - started
+            progress.step = done = step + 1
+            divergence.watch(stats)
+            steplog.count(done, progress.seconds, stats["images"])
+            stop = stopper.check(done, progress.seconds, stats["images"])
+            last = done == tc.steps or (stop is not None and stop.finishes)
+            evaluate_now = bool(tc.eval_every) and (done % tc.eval_every == 0 or last)
+            if done % tc.log_every == 0 or last or evaluate_now:
+                divergence.check(done, checkpoints.saved_step)
+                steplog.row(done, progress.seconds, stats, evaluations.evaluate if evaluate_now else None)
+            if done % tc.sample_every == 0:
+                steplog.grid(done, trainer.samples)
+            if stop is not None and stop.finishes:
+                log(stop.message)
+                return stats, stop  # the final checkpoint and files follow
+            if stop is not None or (done % tc.checkpoint_every == 0 and done < tc.steps):
+                divergence.check(done, checkpoints.saved_step)
+                checkpoints.save(progress)
+            if stop is not None:
+                raise TrainingStopped(stop.message, stop.signal)
+    return stats, None
+
+
+class _Evaluations:
+    """The EMA generator scored every train.eval_every steps and at the last (rank 0); the best so far is
+    saved as best.pt with its record best.json, and kept in `progress` for the checkpoint."""
+
+    def __init__(self, cfg: Config, trainer, out: Path, progress: Progress, evaluator, deadline: Deadline | None):
+        self.cfg, self.trainer, self.out, self.progress = cfg, trainer, out, progress
+        self.evaluator = evaluator  # None: no evaluations (train.eval_every = 0, or a rank other than 0)
+        self.deadline = deadline  # told how long evaluating an image takes
+
+    def evaluate(self) -> dict:
+        if self.evaluator is None:
             return {}
         started = time.perf_counter()
-        scores, model = evaluator.evaluate(trainer.sampling_generator)
-        if deadline is not None:
-            deadline.per_image = (time.perf_counter() - started) / evaluator.n
-        value = scores[evaluator.metric]
+        scores, model = self.evaluator.evaluate(self.trainer.sampling_generator)
+        if self.deadline is not None:
+            self.deadline.per_image = (time.perf_counter() - started) / self.evaluator.n
+        value, best = scores[self.evaluator.metric], self.progress.best
         if best is None or value < best["value"]:
-            best = {"step": step, "metric": evaluator.metric, "value": value}
-            write_torch_atomic(out / "best.pt", arch.generator_file(cfg, trainer.resolution, model))
-            write_json_atomic(out / "best.json", best)
+            self.progress.best = {"step": self.progress.step, "metric": self.evaluator.metric, "value": value}
+            arch = self.trainer.arch
+            write_torch_atomic(self.out / layout.BEST_GENERATOR,
+                               arch.generator_file(self.cfg, self.trainer.resolution, model))
+            write_json_atomic(self.out / layout.BEST_RECORD, self.progress.best)
         return scores
-
-    diverged = torch.zeros((), dtype=torch.bool, device=device)
-    last_checkpoint = start_step
-
-    def check_finite(step: int) -> None:
-        if any_rank(bool(diverged.item()), process, device):
-            kept = f"the checkpoint of step {last_checkpoint} is kept" if last_checkpoint else "no checkpoint was kept"
-            raise PainterError(f"training diverged: a loss became NaN or inf by step {step}; {kept}. "
-                               f"{trainer.divergence_hint}, then run again.")
-
-    stats: dict = {}
-    resumed_seconds = seconds  # this session's speed only, for the deadline
-    hint_slow_cpu = device.type == "cpu" and process.main and not tc.max_minutes and deadline is None
-    window_start, window_images = time.perf_counter(), 0
-    bar = progress_bar(range(start_step, tc.steps), initial=start_step, total=tc.steps, desc="train", unit="step",
-               disable=not process.main)
-    with _stop_on_signals() as caught, open(metrics_path, "a", newline="") if process.main else \
-            open(os.devnull, "w") as metrics_file, \
-            tensorboard_log.Board(out, enabled=tc.tensorboard and process.main, resumed_step=start_step,
-                                  eval_fields=EVAL_FIELDS) as board:
-        writer = csv.DictWriter(metrics_file, fields)
-        done, stopped = start_step, None
-        for step in bar:
-            t0 = time.perf_counter()
-            stats = trainer.train_step(step)
-            diverged |= ~torch.isfinite(stats["loss_d"] + stats["loss_g"])
-            window_images += stats["images"] * process.world
-            done = step + 1
-            seconds += time.perf_counter() - t0
-            if deadline is not None:
-                deadline.per_training_image = (seconds - resumed_seconds) / ((done - start_step) * stats["images"])
-            if hint_slow_cpu and seconds - resumed_seconds >= SLOW_CPU_MEASURE_S:
-                hint_slow_cpu = False
-                hours_left = (tc.steps - done) * (seconds - resumed_seconds) / (done - start_step) / 3600
-                if hours_left > SLOW_CPU_HOURS:
-                    left = f"{hours_left:.0f} h" if hours_left < 48 else f"{hours_left / 24:.1f} days"
-                    with bar.external_write_mode():
-                        log(f"train: the {tc.steps - done:,} steps left take about {left} on this CPU. "
-                            "For a CPU-sized run see the README's \"CPU-sized overrides\" (smaller widths, crops, "
-                            "fewer steps, or train.max_minutes); for a GPU, `painter kernel push`. Ctrl-C saves a "
-                            "checkpoint, and the same command resumes.")
-            # An equal wall-clock budget or a deadline: every rank stops at the same logged step, when
-            # rank 0 says so (only it measures evaluations).
-            stop_for = None  # (summary's "stopped", the log's reason)
-            checks_time = done % tc.log_every == 0 and (tc.max_minutes or deadline is not None)
-            if checks_time and tc.max_minutes and seconds >= tc.max_minutes * 60:
-                stop_for = ("max_minutes", f"{tc.max_minutes:g} min of training reached")
-            elif checks_time and deadline is not None and deadline.reached():
-                stop_for = ("deadline", f"stopping for the deadline ({deadline.reserve() / 60:.1f} min kept for "
-                                        f"generating and scoring {deadline.images_after} images)")
-            out_of_time = bool(checks_time) and any_rank(process.main and stop_for is not None, process, device)
-            last = done == tc.steps or out_of_time
-            evaluate_now = tc.eval_every and (done % tc.eval_every == 0 or last)
-            if done % tc.log_every == 0 or last or evaluate_now:
-                check_finite(done)
-                now = time.perf_counter()
-                row = {"step": done, "img_per_s": float(f"{window_images / (now - window_start):.4g}"),
-                       "seconds": round(seconds, 2), **trainer.log_row(stats)}
-                if evaluate_now:
-                    row.update(evaluate(done))
-                writer.writerow(row)
-                metrics_file.flush()
-                board.row(row)
-                board.flush()
-                bar.set_postfix(loss_d=row["loss_d"], loss_g=row["loss_g"], img_s=row["img_per_s"], refresh=False)
-                window_start, window_images = now, 0
-            if process.main and done % tc.sample_every == 0:
-                grid = out / "samples" / f"step_{done:06d}.png"
-                save_grid(trainer.samples(), grid)
-                board.image(grid, done)
-            if out_of_time:
-                if stop_for is not None:  # rank 0, which decided
-                    stopped = stop_for[0]
-                    log(f"train: {stop_for[1]} at step {done} of {tc.steps}")
-                break
-            if done % tc.checkpoint_every == 0 and done < tc.steps:
-                check_finite(done)
-                save_checkpoint(done)
-                last_checkpoint = done
-            # A lone process checks every step; ranks agree at each log step so none is left waiting.
-            if (process.world == 1 or done % tc.log_every == 0) and \
-                    any_rank(caught["signal"] is not None, process, device) and done < tc.steps:
-                check_finite(done)
-                save_checkpoint(done)
-                name = signal.Signals(caught["signal"] or signal.SIGTERM).name
-                raise TrainingStopped(f"train: stopped by {name} at step {done} of {tc.steps}; checkpoint "
-                                      "saved. Run the same command to resume.", caught["signal"] or signal.SIGTERM)
-    bar.close()
-    check_finite(done)
-    save_checkpoint(done)
-
-    summary = {"arch": arch.name, "consumes": arch.consumes, "resolution": trainer.resolution, "steps": done,
-               "images": len(data["paintings"]), "world_size": process.world,
-               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-               "precision": _precision(trainer),
-               "seconds": round(seconds, 1), "planned_steps": tc.steps, "stopped": stopped,
-               "final_loss_d": round(stats["loss_d"].item(), 4) if stats else None,
-               "final_loss_g": round(stats["loss_g"].item(), 4) if stats else None}
-    if "photos" in data:
-        summary["photos"] = len(data["photos"])
-    if process.world > 1:
-        # DDP keeps replicas identical; check it rather than trust it: every network's weights and the
-        # buffers that must agree (spectral norm's vectors...), not batch norm's per-rank statistics.
-        checksum = torch.stack([t.detach().double().sum() for net in trainer.networks.values()
-                                for name, t in [*net.named_parameters(), *net.named_buffers()]
-                                if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))])
-        gathered = [torch.zeros_like(checksum) for _ in range(process.world)]
-        dist.all_gather(gathered, checksum)
-        summary["ranks_in_sync"] = all(torch.equal(gathered[0], other) for other in gathered)
-    if not process.main:
-        return summary
-
-    # Generation runs in eval mode: give it, for example, exact batch-norm statistics of the final generator.
-    final = trainer.sampling_generator
-    arch.finalize(final, arch.generator_spec(cfg), seed=tc.seed)
-    write_torch_atomic(out / "generator.pt", arch.generator_file(cfg, trainer.resolution, final))
-    if best is not None:
-        summary["best"] = best
-    save_grid(trainer.samples(), out / "samples.png")
-    plot_losses(metrics_path, out / "losses.png", title=f"{cfg.run.name}: {arch.name} {trainer.resolution}px")
-    write_json_atomic(out / "summary.json", summary)
-    return summary
 
 
 def _evaluator(cfg: Config, trainer, log):
@@ -371,6 +177,47 @@ def _evaluator(cfg: Config, trainer, log):
     inputs = arch.inputs(count, tc.seed + 2, spec, photos=trainer.data.get("photos"))
     return Evaluator(trainer.data["paintings"], inputs, tc.seed, weights,
                      finalize=lambda model: arch.finalize(model, spec, seed=tc.seed))
+
+
+def _summary(cfg: Config, trainer, data: dict, process: Process, device: torch.device, progress: Progress,
+             stats: dict, stop: Stop | None) -> dict:
+    tc, arch = cfg.train, trainer.arch
+    summary = {"arch": arch.name, "consumes": arch.consumes, "resolution": trainer.resolution, "steps": progress.step,
+               "images": len(data["paintings"]), "world_size": process.world,
+               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+               "precision": precision(trainer),
+               "seconds": round(progress.seconds, 1), "planned_steps": tc.steps,
+               "stopped": stop.reason if stop is not None else None,
+               "final_loss_d": round(stats["loss_d"].item(), 4) if stats else None,
+               "final_loss_g": round(stats["loss_g"].item(), 4) if stats else None}
+    if "photos" in data:
+        summary["photos"] = len(data["photos"])
+    if process.world > 1:
+        summary["ranks_in_sync"] = _ranks_in_sync(trainer, process)
+    if progress.best is not None:
+        summary["best"] = progress.best
+    return summary
+
+
+def _ranks_in_sync(trainer, process: Process) -> bool:
+    """DDP keeps replicas identical; check it rather than trust it: every network's weights and the
+    buffers that must agree (spectral norm's vectors...), not batch norm's per-rank statistics."""
+    checksum = torch.stack([t.detach().double().sum() for net in trainer.networks.values()
+                            for name, t in [*net.named_parameters(), *net.named_buffers()]
+                            if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))])
+    gathered = [torch.zeros_like(checksum) for _ in range(process.world)]
+    dist.all_gather(gathered, checksum)
+    return all(torch.equal(gathered[0], other) for other in gathered)
+
+
+def _write_final(cfg: Config, out: Path, trainer) -> None:
+    """generator.pt, the final sample grid and the loss plot (rank 0)."""
+    arch, final = trainer.arch, trainer.sampling_generator
+    # Generation runs in eval mode: give it, for example, exact batch-norm statistics of the final generator.
+    arch.finalize(final, arch.generator_spec(cfg), seed=cfg.train.seed)
+    write_torch_atomic(out / layout.GENERATOR, arch.generator_file(cfg, trainer.resolution, final))
+    save_grid(trainer.samples(), out / layout.SAMPLES)
+    plot_losses(out / layout.METRICS, out / layout.LOSSES, title=f"{cfg.run.name}: {arch.name} {trainer.resolution}px")
 
 
 def shard_folders(cfg: Config, wd: Workdir, resolution: int) -> dict[str, Path]:

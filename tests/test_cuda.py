@@ -170,7 +170,7 @@ def test_compiled_generator_matches_eager():
                                          ("cyclegan", ("cyclegan.pool_size=2",))])  # full pools after a step
 def test_checkpoint_restores_exactly_and_training_continues_on_the_gpu(arch, extra, tmp_path):
     """The whole state (networks, EMA, Adam, loss scalers, the CUDA, CPU and sampler random streams)
-    goes through a file and back bit for bit, as train.py saves and loads it. The steps after that
+    goes through a file and back bit for bit, as checkpoint.py saves and loads it. The steps after that
     equal those of the uninterrupted run up to the GPU's non-deterministic kernels (atomic adds in some
     backward passes): losses within 1e-2 relative, and every floating-point tensor of the state within
     1e-5 on average, which a lost optimiser state or random stream cannot meet (each weight's Adam step

@@ -441,7 +441,7 @@ def test_rendered_script_runs_a_capped_session_on_a_fake_kaggle_tree(tmp_path):
 
 def test_the_deadline_keeps_time_for_what_follows_training(monkeypatch):
     from pipeline.errors import PainterError
-    from pipeline.train import DEADLINE_ENV, Deadline
+    from pipeline.stopping import DEADLINE_ENV, Deadline
 
     monkeypatch.delenv(DEADLINE_ENV, raising=False)
     assert Deadline.from_env(7000) is None

@@ -280,13 +280,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(painter, prepared, tm
 
 
 def test_a_long_schedule_on_a_cpu_gets_an_estimate_and_what_to_do_instead(painter, prepared, monkeypatch):
-    from pipeline import train
+    from pipeline import train_log
 
-    monkeypatch.setattr(train, "SLOW_CPU_MEASURE_S", 0.0)  # estimate after the first step
+    monkeypatch.setattr(train_log, "SLOW_CPU_MEASURE_S", 0.0)  # estimate after the first step
     short = run_cli(painter, "wgan-gp", "--set", "train.steps=12", "--set", "run.name=short")
     assert "on this CPU" not in short.output  # 11 steps of a tiny model: seconds, not hours
 
-    monkeypatch.setattr(train, "SLOW_CPU_HOURS", 0.0)
+    monkeypatch.setattr(train_log, "SLOW_CPU_HOURS", 0.0)
     slow = run_cli(painter, "wgan-gp", "--set", "train.steps=12", "--set", "run.name=slow")
     assert slow.output.count("train: the 11 steps left take about 0 h on this CPU") == 1
     assert "CPU-sized overrides" in slow.output
@@ -328,3 +328,40 @@ def test_two_processes_under_torchrun_train_one_model_and_resume_exactly(painter
                              timeout=300)
     assert resumed.returncode == 0 and f"resuming from step {step} of 30" in resumed.stdout, resumed.stderr[-3000:]
     assert_same_state(final_state(tmp_path, "straight"), final_state(tmp_path, "stopped"))
+
+
+# The last commit whose train.py held the whole loop, before checkpoint.py and stopping.py took it apart.
+BEFORE_THE_SPLIT = "79345a8"
+
+
+def test_a_run_checkpointed_by_the_code_before_the_split_resumes(painter, prepared, tmp_path):
+    """A run killed while the old code trained it resumes with this code to the weights and metrics of an
+    uninterrupted run: checkpoint.pt kept its keys and meaning."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE_THE_SPLIT, "pipeline"], capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {BEFORE_THE_SPLIT} is not in this clone: {archive.stderr.decode()[-200:]}")
+    old = tmp_path / "old"
+    old.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    run_cli(painter, "wgan-gp", *RESUME_ARGS, "--set", "run.name=straight")
+
+    # The old code, stopped (SIGKILL) at step 6 of 12 by the test-only pause hook: its checkpoint is step 4's.
+    paused = tmp_path / "paused"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "pause_hook"), str(old)]),
+               PAINTER_TEST_PAUSE="train@6", PAINTER_TEST_PAUSED=str(paused))
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "train", "--config",
+                                str(REPO / "configs" / "wgan-gp.toml"), "--set", "data.source=demo", "--set",
+                                "data.resolution=32", *TINY, *RESUME_ARGS, "--set", "run.name=old"],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not paused.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    stderr = process.communicate(timeout=60)[1]
+    assert paused.exists(), stderr[-3000:]
+    assert torch.load(tmp_path / "work/runs/old/train/checkpoint.pt", weights_only=True)["step"] == 4
+
+    resumed = run_cli(painter, "wgan-gp", *RESUME_ARGS, "--set", "run.name=old")
+    assert "train: resuming from step 4 of 12" in resumed.output
+    assert_same_state(final_state(tmp_path, "straight"), final_state(tmp_path, "old"))
+    assert pd.read_csv(tmp_path / "work/runs/old/train/metrics.csv")["step"].tolist() == list(range(1, 13))
