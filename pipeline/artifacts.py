@@ -20,7 +20,6 @@ from typing import Any, Callable
 from . import __version__
 from .errors import PainterError
 from .lock import holding
-from .layout import Workdir  # noqa: F401  (moving: import it from pipeline.layout)
 
 STAMP_NAME = "_stamp.json"
 

@@ -11,10 +11,9 @@ matplotlib.use("Agg")  # headless: training runs on servers and Kaggle
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .artifacts import write_bytes_atomic
+from .metrics import EVAL_METRICS
 
-
-NOT_LOSSES = {"step", "img_per_s", "seconds", "swd", "fid", "kid", "d_real", "d_fake"}
+NOT_LOSSES = {"step", "img_per_s", "seconds", "d_real", "d_fake", *EVAL_METRICS}
 
 
 def figure_png(fig, dpi: float | None = None) -> bytes:
@@ -51,8 +50,3 @@ def losses_png(metrics_csv: Path, title: str = "") -> bytes:
     fig.suptitle(title)
     fig.tight_layout()
     return figure_png(fig)
-
-
-def plot_losses(metrics_csv: Path, png: Path, title: str = "") -> None:
-    """The loss curves written to `png`: train's final losses.png, until train writes losses_png's bytes itself."""
-    write_bytes_atomic(png, losses_png(metrics_csv, title))

@@ -92,7 +92,7 @@ def pack(files: list[Path], resolution: int, out: Path, log=print, desc: str | N
         write_shard()
     manifest = {"count": len(sources), "resolution": resolution, "shards": shards, "sources": sources,
                 "skipped": skipped, "changed": changed, "warnings": warned, "max_pixels": max_pixels}
-    write_json_atomic(out / "manifest.json", manifest)
+    write_json_atomic(out / SHARDS_MANIFEST, manifest)
     log(summary_line(desc, manifest, final or out))
     return {"count": len(sources), "resolution": resolution, "skipped": len(skipped)}
 

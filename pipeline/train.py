@@ -31,13 +31,15 @@ import torch
 import torch.distributed as dist
 
 from . import archs, layout, prepare, tensorboard_log
-from .artifacts import Workdir, fingerprint, read_stamp, require_stamp, run_stage, write_json_atomic, write_torch_atomic
+from .artifacts import (fingerprint, read_stamp, require_stamp, run_stage, write_bytes_atomic, write_json_atomic,
+                        write_torch_atomic)
 from .checkpoint import Checkpoints, Progress, precision
 from .config import Config
 from .devices import Process, start_process_group
 from .errors import PainterError
 from .images import save_grid
-from .plots import plot_losses
+from .layout import Workdir
+from .plots import losses_png
 from .stopping import DEADLINE_ENV, Deadline, Divergence, Stop, Stopper, TrainingStopped
 from .train_log import StepLog
 
@@ -48,10 +50,6 @@ def images_after_training(cfg: Config, data: dict) -> int:
     """How many images generate will make: generate.count, or one per photo when a translation
     architecture's count is 0."""
     return cfg.generate.count or len(data.get("photos", ()))
-
-
-def train_dir(cfg: Config, wd: Workdir) -> Path:
-    return wd.run_folder(cfg.run.name).train
 
 
 def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *, fresh: bool, log=print) -> dict:
@@ -217,7 +215,8 @@ def _write_final(cfg: Config, out: Path, trainer) -> None:
     arch.finalize(final, arch.generator_spec(cfg), seed=cfg.train.seed)
     write_torch_atomic(out / layout.GENERATOR, arch.generator_file(cfg, trainer.resolution, final))
     save_grid(trainer.samples(), out / layout.SAMPLES)
-    plot_losses(out / layout.METRICS, out / layout.LOSSES, title=f"{cfg.run.name}: {arch.name} {trainer.resolution}px")
+    write_bytes_atomic(out / layout.LOSSES, losses_png(out / layout.METRICS,
+                                                      title=f"{cfg.run.name}: {arch.name} {trainer.resolution}px"))
 
 
 def shard_folders(cfg: Config, wd: Workdir, resolution: int) -> dict[str, Path]:
@@ -243,12 +242,12 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
     if "photos" in shards:
         inputs["photos"] = {"fingerprint": shard_stamps["photos"]["fingerprint"]}
     run_fp = fingerprint(inputs)
+    out = wd.run_folder(cfg.run.name).train
     if int(os.environ.get("RANK", "0")) != 0:
         # torchrun's other ranks train alongside rank 0 but write nothing, stamp included.
-        stamp = read_stamp(train_dir(cfg, wd))
+        stamp = read_stamp(out)
         if stamp is not None and stamp["fingerprint"] == run_fp and not force:
             return stamp  # rank 0 skips too
-        return {"summary": fit(cfg, train_dir(cfg, wd), shards, run_fp, fresh=force, log=lambda *_: None)}
-    return run_stage("train", train_dir(cfg, wd), inputs,
-                     lambda out: fit(cfg, out, shards, run_fp, fresh=force, log=log),
+        return {"summary": fit(cfg, out, shards, run_fp, fresh=force, log=lambda *_: None)}
+    return run_stage("train", out, inputs, lambda folder: fit(cfg, folder, shards, run_fp, fresh=force, log=log),
                      force=force, in_place=True, log=log)

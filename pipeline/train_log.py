@@ -20,9 +20,9 @@ import torch
 
 from . import layout, tensorboard_log
 from .images import save_grid
+from .metrics import EVAL_METRICS
 from .progress import progress_bar
 
-EVAL_FIELDS = ["swd", "fid", "kid"]  # on evaluation steps only
 # A preset's schedule can take days on a CPU: once its speed is known, say so and what to do instead.
 SLOW_CPU_MEASURE_S = 60.0  # of training, before the estimate
 SLOW_CPU_HOURS = 2.0  # longer than this left gets the hint
@@ -44,7 +44,7 @@ class StepLog:
         self.folder, self.trainer, self.log = Path(folder), trainer, log
         self.steps, self.start_step, self.start_seconds, self.world = steps, start_step, start_seconds, world
         self.enabled, self.tensorboard = enabled, tensorboard
-        self.fields = ["step", *trainer.columns, "img_per_s", "seconds", *EVAL_FIELDS]
+        self.fields = ["step", *trainer.columns, "img_per_s", "seconds", *EVAL_METRICS]
         self.hint_slow_cpu = False
         if enabled:
             (self.folder / layout.SAMPLE_GRIDS).mkdir(exist_ok=True)
@@ -55,7 +55,7 @@ class StepLog:
 
     def __enter__(self) -> "StepLog":
         self.board = tensorboard_log.Board(self.folder, enabled=self.tensorboard and self.enabled,
-                                           resumed_step=self.start_step, eval_fields=EVAL_FIELDS)
+                                           resumed_step=self.start_step, eval_fields=EVAL_METRICS)
         self.file = open(self.folder / layout.METRICS, "a", newline="") if self.enabled else open(os.devnull, "w")
         self.writer = csv.DictWriter(self.file, self.fields)
         self.bar = progress_bar(range(self.start_step, self.steps), initial=self.start_step, total=self.steps,

@@ -26,7 +26,7 @@ from ..artifacts import read_json
 from ..config import load_config
 from ..errors import PainterError
 from ..layout import ZIP, RunFolder, Workdir
-from ..train import DEADLINE_ENV
+from ..stopping import DEADLINE_ENV
 
 RUN_RECORD = "kernel-run.json"
 

@@ -12,8 +12,8 @@ import pandas as pd
 
 from .. import records
 from ..layout import Workdir
+from ..metrics import EVAL_METRICS
 
-EVAL_METRICS = ("swd", "fid", "kid")
 
 
 @dataclass
