@@ -7,8 +7,8 @@ Adding an architecture
 ----------------------
 1. **The module**, `pipeline/archs/<name>.py`: a subclass of `base.Architecture` decorated with
    `@register`. It says what it consumes ("noise", or "photos" and paintings), declares its own
-   config keys as a dataclass (`Options`, the section `[<name>]`, listed by `painter config --keys`
-   and validated like every other key), builds its `Trainer` (networks, optimisers, schedules, the
+   config keys as a dataclass of `pipeline.options.option` fields (`Options`, the section `[<name>]`,
+   listed by `painter config --keys` and validated like every other key), builds its `Trainer` (networks, optimisers, schedules, the
    training step and its losses; `base.Trainer` brings device placement, mixed precision, DDP, the
    EMA and the checkpoint), and says what its generator file holds (`generator_spec`,
    `build_generator`) and what each generated image is made from (`inputs`). Copy the closest
@@ -18,7 +18,9 @@ Adding an architecture
    finite losses, exact resume. `tests/test_train.py` (noise) and `tests/test_translation.py`
    (photos) already run every registered architecture of their family through training and the chain.
 
-Nothing else: the module registers itself when the package is imported.
+Nothing else: the module registers itself when the package is imported. The loop around the
+trainer (`train.py`, with `checkpoint.py`, `stopping.py` and `train_log.py`) and where its files go
+(`layout.py`) are the same for every architecture.
 """
 
 from __future__ import annotations
