@@ -1,16 +1,19 @@
 """One writer per output folder: a stage holds a lock on the folder it writes for as long as it writes.
 
-The lock is the operating system's (flock) on a file beside the folder, `.<folder>.lock`, which also
-names its holder (PID, host, command, start) for the message a second process gets. The kernel
-releases it with its holder, so a holder killed with -9 or a machine that rebooted blocks no one: the
-next process takes the lock over, and says so (the file still names the holder that died). A holder
-that finishes removes the file. Written here rather than with filelock: the holder's name must live in
-the lock file itself, which filelock truncates when it opens it.
+The lock is the operating system's on a file beside the folder, `.<folder>.lock`, which also names
+its holder (PID, host, command, start) for the message a second process gets. It is a POSIX record
+lock (lockf), which belongs to the process: the workers a stage forks do not inherit it (they would
+an flock, and hold it past a kill of their parent), and the kernel releases it with its holder, so a
+holder killed with -9 or a machine that rebooted blocks no one: the next process takes the lock over,
+and says so (the file still names the holder that died). A holder that finishes removes the file.
+Written here rather than with filelock: the holder's name must live in the lock file itself, which
+filelock truncates when it opens it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
@@ -37,10 +40,12 @@ def _try_lock(path: Path) -> int | None:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
             os.close(fd)
-            return None
+            if exc.errno in (errno.EACCES, errno.EAGAIN):
+                return None
+            raise
         try:
             current = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
