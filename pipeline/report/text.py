@@ -61,7 +61,7 @@ def arch_text(view: RunView) -> str | None:
 # (key, header, numeric column?, cell text)
 COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
     ("rank", "rank", True, lambda v: str(v.rank)),
-    ("run", "run", False, lambda v: v.name),
+    ("run", "run", False, lambda v: v.title),
     ("where", "where", False, lambda v: v.where),
     ("arch", "arch", False, arch_text),
     ("resolution", "resolution", True, lambda v: None if _int(v.row.get("resolution")) is None
@@ -142,7 +142,7 @@ def baseline_sentences(views: list[RunView]) -> list[str]:
     photos = baselines(views)
     sentences = []
     for base in photos:
-        what = "the untouched photos" + (f" of {base.name}" if len(photos) > 1 else "") + f" (SWD {_fmt(base.swd)})"
+        what = ("the " + base.title if len(photos) > 1 else "the untouched photos") + f" (SWD {_fmt(base.swd)})"
         runs = [v for v in views if not v.baseline and v.swd is not None and _beside(v, base)]
         if not runs:
             sentences.append(f"No scored run to compare with {what}, the baseline to beat.")
