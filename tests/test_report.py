@@ -513,6 +513,24 @@ def test_the_photos_are_named_by_their_source_not_their_folder(board):
     assert beside["run"].tolist() == [TITLE, "dcgan-noise"]  # the sweep's runs keep the photos they were scored beside
 
 
+def test_the_line_above_the_table_counts_its_rows(board, tmp_path):
+    rows = md_table(board["md"])
+    assert len(rows) == 3 and (
+        "Runs from cpu (2 runs, 2024-05-01 to 2024-05-03); beside them, the untouched photos as the baseline to beat."
+        in board["md"].splitlines())
+    assert "beside them, the untouched photos as the baseline to beat." in " ".join(parse_html(board["html"]).text)
+    wd = make_photos_workdir(tmp_path / "work")
+    baseline_folder(wd.root, "data-99999999-photos", 60.0, source="/mnt/other/data")
+    assert report.text.provenance(report.collect_runs(wd, leaderboard.collect(wd))).endswith(
+        "; beside them, the untouched photos of 2 data sources as the baseline to beat.")
+    (wd.run_folder("dcgan-noise").train / "_stamp.json").unlink()  # one run
+    assert report.text.provenance(report.collect_runs(wd, leaderboard.collect(wd))) == (
+        "Runs from cpu (1 run, 2024-05-01); beside it, the untouched photos of 2 data sources as the baseline to beat.")
+    wd = make_workdir(tmp_path / "runs-only")  # no photos: the line as it was
+    assert report.text.provenance(report.collect_runs(wd, leaderboard.collect(wd))) == \
+        "Runs from cpu (2 runs, 2024-05-02 to 2024-05-03); Kaggle Tesla T4 (1 run, 2024-05-04)."
+
+
 def test_photos_report_is_self_contained_with_both_charts(photos):
     text = photos["html"]
     page = parse_html(text)

@@ -95,7 +95,8 @@ def ranking(views: list[RunView]) -> tuple[list[tuple[str, str, bool]], list[lis
 
 
 def provenance(views: list[RunView], machine: str | None = None) -> str | None:
-    """One line: on what and when the runs were made, when the files say."""
+    """One line: on what and when the runs were made, when the files say, and whether the untouched photos
+    stand among them."""
     groups: dict[str, list[str | None]] = {}
     for view in views:
         if view.baseline:
@@ -112,7 +113,11 @@ def provenance(views: list[RunView], machine: str | None = None) -> str | None:
         known = sorted(d for d in dates if d)
         when = "" if not known else f", {known[0]}" if known[0] == known[-1] else f", {known[0]} to {known[-1]}"
         parts.append(f"{label} ({len(dates)} run{'s' * (len(dates) != 1)}{when})")
-    return "Runs from " + "; ".join(parts) + "."
+    photos = sum(view.baseline for view in views)  # rows of the table too: the count says what they are
+    them = "them" if sum(map(len, groups.values())) > 1 else "it"
+    beside = "" if not photos else f"; beside {them}, the untouched photos" + (
+        f" of {photos} data sources" if photos > 1 else "") + " as the baseline to beat"
+    return "Runs from " + "; ".join(parts) + beside + "."
 
 
 def floor_sentences(found: dict[float, list[str]]) -> list[str]:
