@@ -17,7 +17,7 @@ import pandas as pd
 from . import records
 from .artifacts import read_json, write_bytes_atomic, write_json_atomic
 from .errors import PainterError
-from .layout import LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_MD, Workdir
+from .layout import LEADERBOARD_CSV, Workdir
 
 COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid",
            "mifid", "copies", "public_mifid", "public_rank"]
@@ -55,7 +55,7 @@ def _table(found: list[records.RunRecord]) -> pd.DataFrame:
 
 def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None = None) -> pd.DataFrame:
     """The table of `runs` (default: every run in the workdir) as CSV, and the report (Markdown, HTML)."""
-    from .report import write_report
+    from .report import FILES_DIR, write_report
 
     found = records.read_all(wd)
     table = _table(found)
@@ -72,8 +72,11 @@ def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None 
     else:
         with pd.option_context("display.width", 200, "display.max_columns", None):
             log(table[COLUMNS].to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
-    write_report(wd, table, out, log=log)
-    log(f"leaderboard: wrote {out / LEADERBOARD_CSV}, {out / LEADERBOARD_MD} and {out / LEADERBOARD_HTML}")
+    written = write_report(wd, table, out, log=log)
+    images_kb = sum(path.stat().st_size for path in written["files"]) / 1024
+    html_kb = written["html"].stat().st_size / 1024
+    log(f"leaderboard: wrote {out / LEADERBOARD_CSV}, {written['markdown']} ({len(written['files'])} images in "
+        f"{FILES_DIR}/, {images_kb:,.0f} KB) and {written['html']} ({html_kb:,.0f} KB, self-contained)")
     return table
 
 

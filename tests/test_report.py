@@ -314,7 +314,6 @@ def test_missing_pieces_are_stated(written):
     assert "closest generated/painting pairs" in evil  # copies: nearest.png shown
     assert "closest generated/painting pairs" not in md.split("### 1.")[1].split("### 2.")[0]
     assert "leaderboard_files/run-wgan-gp-t4-" in md and "-kaggle-losses.png" in md  # drawn from metrics.csv
-    assert any("leaderboard: wrote" in line for line in written["log"])
 
 
 def test_rewrite_clears_stale_files_and_names_disagreeing_floors(tmp_path):
@@ -529,6 +528,16 @@ def test_the_line_above_the_table_counts_its_rows(board, tmp_path):
     wd = make_workdir(tmp_path / "runs-only")  # no photos: the line as it was
     assert report.text.provenance(report.collect_runs(wd, leaderboard.collect(wd))) == \
         "Runs from cpu (2 runs, 2024-05-02 to 2024-05-03); Kaggle Tesla T4 (1 run, 2024-05-04)."
+
+
+def test_one_line_says_what_was_written(board):
+    wrote = [line for line in board["log"] if "wrote" in line]
+    root = board["wd"].root
+    assert len(wrote) == 1 and re.fullmatch(
+        rf"leaderboard: wrote {re.escape(str(root / 'leaderboard.csv'))}, {re.escape(str(root / 'leaderboard.md'))} "
+        rf"\(7 images in leaderboard_files/, \d+ KB\) and {re.escape(str(root / 'leaderboard.html'))} "
+        rf"\(\d+ KB, self-contained\)", wrote[0]), wrote
+    assert board["log"][-1] == wrote[0]
 
 
 def test_photos_report_is_self_contained_with_both_charts(photos):
