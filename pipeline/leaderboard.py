@@ -17,34 +17,36 @@ import pandas as pd
 from . import records
 from .artifacts import read_json, write_bytes_atomic, write_json_atomic
 from .errors import PainterError
-from .layout import LEADERBOARD_CSV, LEADERBOARD_HTML, LEADERBOARD_MD, Workdir
+from .layout import LEADERBOARD_CSV, Workdir
 
 COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid",
            "mifid", "copies", "public_mifid", "public_rank"]
 TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device"}
+KEY = "folder"  # the table's last column, in no output: the record's name, which the report reads it by
 
 
 def collect(wd: Workdir) -> pd.DataFrame:
     """One row per run trained here ("local"), per run pulled from a Kaggle kernel ("kaggle"), and per
-    data source whose untouched photos were scored ("baseline")."""
+    data source whose untouched photos were scored ("baseline"). "run" is the name a user reads (records'
+    title); the last column, KEY, is the one the record is read by."""
     return _table(records.read_all(wd))
 
 
 def _row(record: records.RunRecord) -> dict:
     numbers, standing = record.scores, record.standing or {}
-    row = {"run": record.name, "where": record.where, "arch": record.arch, "consumes": record.consumes,
+    row = {"run": record.title, "where": record.where, "arch": record.arch, "consumes": record.consumes,
            "resolution": record.resolution, "steps": record.steps,
            "train_seconds": record.train_seconds if record.where == "local" else None,  # a kernel's: on its card
            "device": record.device, "swd": numbers["swd"], "fid": numbers["fid"], "kid": numbers["kid"],
            "mifid": numbers["mifid"], "copies": numbers["copies"], "public_mifid": standing.get("public_mifid"),
-           "public_rank": standing.get("rank")}
+           "public_rank": standing.get("rank"), KEY: record.name}
     if record.where == "baseline":
         del row["consumes"]  # left empty (NaN, printed "-"): the photos consume nothing
     return row
 
 
 def _table(found: list[records.RunRecord]) -> pd.DataFrame:
-    table = pd.DataFrame([_row(record) for record in found], columns=COLUMNS)
+    table = pd.DataFrame([_row(record) for record in found], columns=[*COLUMNS, KEY])
     for column in COLUMNS:
         if column not in TEXT_COLUMNS:  # numbers, with NaN (not None) where missing
             table[column] = pd.to_numeric(table[column], errors="coerce")
@@ -53,25 +55,28 @@ def _table(found: list[records.RunRecord]) -> pd.DataFrame:
 
 def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None = None) -> pd.DataFrame:
     """The table of `runs` (default: every run in the workdir) as CSV, and the report (Markdown, HTML)."""
-    from .report import write_report
+    from .report import FILES_DIR, write_report
 
     found = records.read_all(wd)
     table = _table(found)
     if runs is not None:  # those runs, and the baselines they were scored beside
         beside = {record.beside for record in found if record.where == "local" and record.name in runs}
-        keep = table["run"].isin(runs) & (table["where"] != "baseline") | \
-            table["run"].isin(beside) & (table["where"] == "baseline")
+        keep = table[KEY].isin(runs) & (table["where"] != "baseline") | \
+            table[KEY].isin(beside) & (table["where"] == "baseline")
         table = table[keep].reset_index(drop=True)
     out = Path(out) if out is not None else wd.root
     out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out / LEADERBOARD_CSV, table.to_csv(index=False).encode())
+    write_bytes_atomic(out / LEADERBOARD_CSV, table[COLUMNS].to_csv(index=False).encode())
     if table.empty:
         log(f"leaderboard: no trained runs in {wd.runs_root} yet")
     else:
         with pd.option_context("display.width", 200, "display.max_columns", None):
-            log(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
-    write_report(wd, table, out, log=log)
-    log(f"leaderboard: wrote {out / LEADERBOARD_CSV}, {out / LEADERBOARD_MD} and {out / LEADERBOARD_HTML}")
+            log(table[COLUMNS].to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+    written = write_report(wd, table, out, log=log)
+    images_kb = sum(path.stat().st_size for path in written["files"]) / 1024
+    html_kb = written["html"].stat().st_size / 1024
+    log(f"leaderboard: wrote {out / LEADERBOARD_CSV}, {written['markdown']} ({len(written['files'])} images in "
+        f"{FILES_DIR}/, {images_kb:,.0f} KB) and {written['html']} ({html_kb:,.0f} KB, self-contained)")
     return table
 
 

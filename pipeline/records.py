@@ -6,7 +6,8 @@ Three kinds of run stand in a workdir, each read here and nowhere else:
   the grids) and runs/<run>/score/ (score.json, nearest.png) once scored;
 - "kaggle": pulled from a Kaggle kernel: runs/<run>/kaggle/ (kernel.json, written last by
   `painter kernel pull`, and the files it copied from the kernel's output);
-- "baseline": the untouched photos of a data source, scored like a run: baselines/<source>-photos/.
+- "baseline": the untouched photos of a data source, scored like a run: baselines/<source>-photos/
+  (a record's `name` is its folder's, the key to read it by; `title` is what a user reads).
 
 The leaderboard ranks these records and the report draws them. `score_numbers` reads the numbers of a
 score.json that a score stamp, a leaderboard row and a kernel's record carry; `summary_line` writes
@@ -56,10 +57,23 @@ class RunRecord:
         return score_numbers(self.score)
 
     @property
+    def title(self) -> str:
+        """The name a user reads: the run's, and for a baseline its data source's (the folder's name,
+        the record's key, carries a digest of a folder source's path)."""
+        return f"untouched photos of {_source_name(self)}" if self.where == "baseline" else self.name
+
+    @property
     def beside(self) -> str | None:
         """The baseline (its folder's name) this run was scored beside."""
         baseline = self.score.get("photos_baseline")
         return baseline.get("name") if isinstance(baseline, dict) else None
+
+
+def _source_name(record: RunRecord) -> str:
+    """A baseline's data source as the user named it (data.source: "demo", "kaggle" or a folder's path), or,
+    when its score.json does not say, its folder's name less "-photos" and a folder source's digest."""
+    source = record.score.get("source")
+    return source if isinstance(source, str) and source else re.sub(r"(-[0-9a-f]{8})?-photos$", "", record.name)
 
 
 def _dict(value) -> dict:

@@ -59,6 +59,17 @@ def test_a_record_of_each_kind(tmp_path):
     assert photos.resolution == 256
     assert photos.metrics is None and photos.losses is None and photos.best is None and photos.date == "2024-05-03"
     assert photos.scores["swd"] == 30.0 and photos.device == "cpu"
+    assert (local.title, kaggle.title) == ("cut-photos", "cut-photos")
+
+
+def test_the_photos_are_titled_by_their_data_source(tmp_path):
+    wd = make_workdir(tmp_path / "work")  # a score.json that does not name its source: the folder's name says it
+    assert records.read(wd, "data-photos", "baseline").title == "untouched photos of data"
+    folder = wd.baselines_root / "data-1a2b3c4d-photos"  # a folder source: its name and a digest of its path
+    write_json(folder / "score.json", {**score(30.0), "source": "../shared/data"})
+    assert records.read(wd, folder.name, "baseline").title == "untouched photos of ../shared/data"
+    (folder / "score.json").unlink()
+    assert records.read(wd, folder.name, "baseline").title == "untouched photos of data"
 
 
 def test_an_unscored_run_has_no_score(tmp_path):

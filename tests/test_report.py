@@ -314,7 +314,6 @@ def test_missing_pieces_are_stated(written):
     assert "closest generated/painting pairs" in evil  # copies: nearest.png shown
     assert "closest generated/painting pairs" not in md.split("### 1.")[1].split("### 2.")[0]
     assert "leaderboard_files/run-wgan-gp-t4-" in md and "-kaggle-losses.png" in md  # drawn from metrics.csv
-    assert any("leaderboard: wrote" in line for line in written["log"])
 
 
 def test_rewrite_clears_stale_files_and_names_disagreeing_floors(tmp_path):
@@ -355,15 +354,17 @@ def test_empty_workdir(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # The untouched photos as the baseline to beat, beside a translation run and a noise run
 
-PHOTOS = "data-1a2b3c4d-photos"
+PHOTOS = "data-1a2b3c4d-photos"  # the folder of data.source = "../shared/data": its name and a digest of its path
+TITLE = "untouched photos of ../shared/data"  # what a user reads
 
 
-def baseline_folder(root: Path, name: str, swd: float) -> Path:
+def baseline_folder(root: Path, name: str, swd: float, source: str = "../shared/data") -> Path:
     """What score.photos_baseline leaves in <workdir>/baselines/<name>/."""
     folder = root / "baselines" / name
     write_json(folder / "_stamp.json", {"fingerprint": "z", "created": "2024-05-06T09:00:00+00:00",
                                         "summary": {"swd": swd}})
-    write_json(folder / "score.json", {**score_json(swd), "run": "untouched photos", "n_generated": 7038})
+    write_json(folder / "score.json", {**score_json(swd), "run": "untouched photos", "source": source,
+                                       "n_generated": 7038})
     grid_png(folder / "samples.png", cell=32, seed=7)
     plot_png(folder / "nearest.png", (310, 600))  # no copies: not shown
     return folder
@@ -409,7 +410,8 @@ def html_card(text: str, name: str) -> str:
 
 def test_baseline_ranks_first_but_is_marked_and_never_best(photos):
     table = photos["table"]
-    assert table["run"].tolist() == [PHOTOS, "cyclegan-photos", "dcgan-noise"]
+    assert table["run"].tolist() == [TITLE, "cyclegan-photos", "dcgan-noise"]
+    assert table[leaderboard.KEY].tolist() == [PHOTOS, "cyclegan-photos", "dcgan-noise"]
     assert table["where"].tolist() == ["baseline", "local", "local"]
     md_rows = [{k: v.strip("*") for k, v in row.items()} for row in md_table(photos["md"])]
     page = parse_html(photos["html"])
@@ -420,7 +422,7 @@ def test_baseline_ranks_first_but_is_marked_and_never_best(photos):
         assert rows[1]["arch"] == "cyclegan (photos)" and rows[2]["arch"] == "dcgan"  # consumes, no column
         assert "consumes" not in rows[0]
     md_lines = [line for line in photos["md"].splitlines() if line.startswith("| ")]
-    assert md_lines[1].startswith("| *1* | *data-1a2b3c4d-photos* | *baseline* |")  # the row in italics
+    assert md_lines[1].startswith(f"| *1* | *{TITLE}* | *baseline* |")  # the row in italics
     assert "**cyclegan-photos**" in md_lines[2] and "**" not in md_lines[1] + md_lines[3]
     rows = {attrs.get("class") for tag, attrs in page.tags if tag == "tr"}
     assert rows == {None, "best", "baseline"}
@@ -430,10 +432,10 @@ def test_baseline_ranks_first_but_is_marked_and_never_best(photos):
     assert photos["html"].count('<span class="badge">best</span>') == 2  # the table and cyclegan's card
     assert 'class="card baseline"' in html_card(photos["html"], PHOTOS)
     assert 'class="card best"' in html_card(photos["html"], "cyclegan-photos")
-    assert "### 1. data-1a2b3c4d-photos (baseline)" in photos["md"]
+    assert f"### 1. {TITLE} (baseline)" in photos["md"]
     tiles = " ".join(" ".join(page.text).split())
     assert "best run cyclegan-photos its SWD 40 untouched photos 30 real-vs-real floor 24.21 runs 2" in tiles
-    assert "Runs from cpu (2 runs," in photos["md"]  # the photos are not a run
+    assert "Runs from cpu (2 runs," in photos["md"]  # the photos are not a run...
 
 
 def test_sentence_counts_the_runs_that_beat_the_photos(photos, tmp_path):
@@ -445,11 +447,12 @@ def test_sentence_counts_the_runs_that_beat_the_photos(photos, tmp_path):
     views = report.collect_runs(wd, leaderboard.collect(wd))
     assert report.baseline_sentences(views) == [
         "1 of 2 runs scores below the untouched photos (SWD 47.5): closer to Monet than the photos themselves."]
-    baseline_folder(wd.root, "data-99999999-photos", 60.0)  # another data source: the runs were not scored beside it
+    # another data source (a folder of the same name elsewhere): the runs were not scored beside it
+    baseline_folder(wd.root, "data-99999999-photos", 60.0, source="/mnt/other/data")
     views = report.collect_runs(wd, leaderboard.collect(wd))
     assert report.baseline_sentences(views) == [
-        "1 of 2 runs scores below the untouched photos of data-1a2b3c4d-photos (SWD 47.5): closer to Monet than the "
-        "photos themselves.", "No scored run to compare with the untouched photos of data-99999999-photos (SWD 60), "
+        "1 of 2 runs scores below the untouched photos of ../shared/data (SWD 47.5): closer to Monet than the "
+        "photos themselves.", "No scored run to compare with the untouched photos of /mnt/other/data (SWD 60), "
         "the baseline to beat."]
     assert report.best_run(views).name == "cyclegan-photos"
     tiles = parse_html(report.html._tiles(views, report.floors(views)))
@@ -470,7 +473,7 @@ def test_pair_caption_for_the_translation_run_only(photos):
 
 
 def test_baseline_card_shows_the_photos_and_no_training(photos):
-    for card in (md_section(photos["md"], "data-1a2b3c4d-photos (baseline)"), html_card(photos["html"], PHOTOS)):
+    for card in (md_section(photos["md"], f"{TITLE} (baseline)"), html_card(photos["html"], PHOTOS)):
         assert "untouched photos (the baseline)" in card
         assert "1.24× the floor of 24.21" in card  # SWD against the floor
         assert "not computed: no Inception weights (offline)" in card and "copies" in card
@@ -482,6 +485,59 @@ def test_baseline_card_shows_the_photos_and_no_training(photos):
     assert "-baseline-samples.png" in photos["md"]
     with Image.open(next((photos["out"] / "leaderboard_files").glob("*-baseline-samples.png"))) as image:
         assert image.width <= report.GRID_MAX_WIDTH and image.height < image.width  # the grid's top half
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    """`painter leaderboard` on the photos workdir: what it prints and the files it writes."""
+    wd = make_photos_workdir(tmp_path_factory.mktemp("board") / "work")
+    lines = []
+    leaderboard.run(wd, log=lines.append)
+    return {"wd": wd, "log": lines, "csv": (wd.root / "leaderboard.csv").read_text(),
+            "md": (wd.root / "leaderboard.md").read_text(), "html": (wd.root / "leaderboard.html").read_text()}
+
+
+def test_the_photos_are_named_by_their_source_not_their_folder(board):
+    printed = board["log"][0]  # the table on screen
+    assert printed.splitlines()[1].split()[:5] == [*TITLE.split(), "baseline"] and "1a2b3c4d" not in printed
+    assert pd.read_csv(io.StringIO(board["csv"]))["run"].tolist() == [TITLE, "cyclegan-photos", "dcgan-noise"]
+    assert "1a2b3c4d" not in board["csv"]
+    md_text = re.sub(r"\]\([^)]*\)", "]", board["md"])  # less the images' file names (the folder's, unseen)
+    assert "1a2b3c4d" not in md_text and md_table(board["md"])[0]["run"] == f"*{TITLE}*"
+    page = parse_html(board["html"])
+    assert "1a2b3c4d" not in " ".join(page.text) and html_table(page)[0]["run"].startswith(TITLE)
+    assert f"{TITLE}<span class=\"tag baseline\">" in html_card(board["html"], PHOTOS)  # the card's title
+    wd = board["wd"]
+    beside = leaderboard.run(wd, log=lambda *_: None, runs=["dcgan-noise"], out=wd.root / "sweep")
+    assert beside["run"].tolist() == [TITLE, "dcgan-noise"]  # the sweep's runs keep the photos they were scored beside
+
+
+def test_the_line_above_the_table_counts_its_rows(board, tmp_path):
+    rows = md_table(board["md"])
+    assert len(rows) == 3 and (
+        "Runs from cpu (2 runs, 2024-05-01 to 2024-05-03); beside them, the untouched photos as the baseline to beat."
+        in board["md"].splitlines())
+    assert "beside them, the untouched photos as the baseline to beat." in " ".join(parse_html(board["html"]).text)
+    wd = make_photos_workdir(tmp_path / "work")
+    baseline_folder(wd.root, "data-99999999-photos", 60.0, source="/mnt/other/data")
+    assert report.text.provenance(report.collect_runs(wd, leaderboard.collect(wd))).endswith(
+        "; beside them, the untouched photos of 2 data sources as the baseline to beat.")
+    (wd.run_folder("dcgan-noise").train / "_stamp.json").unlink()  # one run
+    assert report.text.provenance(report.collect_runs(wd, leaderboard.collect(wd))) == (
+        "Runs from cpu (1 run, 2024-05-01); beside it, the untouched photos of 2 data sources as the baseline to beat.")
+    wd = make_workdir(tmp_path / "runs-only")  # no photos: the line as it was
+    assert report.text.provenance(report.collect_runs(wd, leaderboard.collect(wd))) == \
+        "Runs from cpu (2 runs, 2024-05-02 to 2024-05-03); Kaggle Tesla T4 (1 run, 2024-05-04)."
+
+
+def test_one_line_says_what_was_written(board):
+    wrote = [line for line in board["log"] if "wrote" in line]
+    root = board["wd"].root
+    assert len(wrote) == 1 and re.fullmatch(
+        rf"leaderboard: wrote {re.escape(str(root / 'leaderboard.csv'))}, {re.escape(str(root / 'leaderboard.md'))} "
+        rf"\(7 images in leaderboard_files/, \d+ KB\) and {re.escape(str(root / 'leaderboard.html'))} "
+        rf"\(\d+ KB, self-contained\)", wrote[0]), wrote
+    assert board["log"][-1] == wrote[0]
 
 
 def test_photos_report_is_self_contained_with_both_charts(photos):

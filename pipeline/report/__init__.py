@@ -60,7 +60,8 @@ def write_report(wd: Workdir, table: pd.DataFrame, out_dir: Path | None = None, 
                  machine: str | None = None) -> dict:
     """Write leaderboard.md (+ leaderboard_files/*.png) and a self-contained leaderboard.html into
     `out_dir` (default: the workdir root) for the runs of `table` (leaderboard.collect's, best first).
-    `machine` optionally names the computer the local runs were trained on. Returns the paths written."""
+    `machine` optionally names the computer the local runs were trained on. Returns the paths written, which
+    the caller names (leaderboard.run: in one line with the CSV)."""
     out_dir = Path(out_dir) if out_dir is not None else wd.root
     files_dir = out_dir / FILES_DIR
     files_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,4 @@ def write_report(wd: Workdir, table: pd.DataFrame, out_dir: Path | None = None, 
     if len(found) > 1:
         log("leaderboard: the runs' real-vs-real SWD floors differ (other paintings, or fewer images compared): "
             + "; ".join(f"{_fmt(v)} for {', '.join(r)}" for v, r in sorted(found.items())))
-    images_kb = sum(len(d) for d, _ in images.values()) / 1024
-    log(f"leaderboard: wrote {md_path} ({len(images)} images in {files_dir.name}/, {images_kb:,.0f} KB) "
-        f"and {html_path} ({html_path.stat().st_size / 1024:,.0f} KB, self-contained)")
     return {"markdown": md_path, "html": html_path, "files": [files_dir / name for name in images]}

@@ -74,7 +74,7 @@ def _floor_lines(ax, found: dict[float, list[str]]) -> None:
 
 def _photos_name(view: RunView, photos: list[RunView]) -> str:
     """How the charts name a baseline: the data source only matters when there are several."""
-    return "untouched photos" + (f" ({view.name})" if len(photos) > 1 else "")
+    return view.title if len(photos) > 1 else "untouched photos"
 
 
 def _photos_lines(ax, photos: list[RunView]) -> None:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .. import records
 from ..layout import Workdir
+from ..leaderboard import KEY
 from ..metrics import EVAL_METRICS
 
 
@@ -20,7 +21,8 @@ from ..metrics import EVAL_METRICS
 class RunView:
     """One row of the ranking with everything the report shows about it."""
     rank: int
-    name: str
+    name: str                       # the record's name, its folder's: the key to read it and name its files by
+    title: str                      # the name a user reads (a baseline's: its data source, no digest)
     where: str                      # "local", "kaggle" or "baseline" (the untouched photos)
     row: dict                       # the leaderboard table's row, NaN turned into None
     score: dict                     # score.json ({} when never scored)
@@ -67,7 +69,7 @@ class RunView:
 
     @property
     def label(self) -> str:
-        return self.name + {"kaggle": " (kaggle)", "baseline": " (baseline)"}.get(self.where, "")
+        return self.title + {"kaggle": " (kaggle)", "baseline": " (baseline)"}.get(self.where, "")
 
 
 def _number(value) -> float | None:
@@ -109,7 +111,7 @@ def collect_runs(wd: Workdir, table: pd.DataFrame) -> list[RunView]:
     views = []
     for rank, values in enumerate(table.to_dict("records"), start=1):
         row = {key: _clean(value) for key, value in values.items()}
-        name, where = str(row.get("run")), row.get("where") or "local"
+        name, where = str(row[KEY]), row.get("where") or "local"
         record = records.read(wd, name, where)
         if row.get("train_seconds") is None:  # the table has no time for a kernel's run; its record does
             row["train_seconds"] = _number(record.train_seconds)
@@ -117,9 +119,9 @@ def collect_runs(wd: Workdir, table: pd.DataFrame) -> list[RunView]:
             evals, note = pd.DataFrame(columns=["step"]), None
         else:
             evals, note = read_evals(record.metrics)
-        view = RunView(rank=rank, name=name, where=where, row=row, score=record.score, kernel=record.kernel,
-                       standing=record.standing, teams=record.teams, metrics_note=note, evals=evals,
-                       best=record.best, date=record.date, device=record.trained_on,
+        view = RunView(rank=rank, name=name, title=record.title, where=where, row=row, score=record.score,
+                       kernel=record.kernel, standing=record.standing, teams=record.teams, metrics_note=note,
+                       evals=evals, best=record.best, date=record.date, device=record.trained_on,
                        metrics_csv=record.metrics if record.metrics is not None and record.metrics.is_file() else None)
         _find_images(view, record)
         views.append(view)

@@ -122,7 +122,7 @@ def _tiles(views: list[RunView], found: dict[float, list[str]]) -> str:
 
 def _html_card(view: RunView, images: dict, best_view: RunView | None) -> str:
     best = view is best_view
-    title = (f'<span class="rank">#{view.rank}</span>{_e(view.name)}'
+    title = (f'<span class="rank">#{view.rank}</span>{_e(view.title)}'
              + ('<span class="tag">kaggle</span>' if view.where == "kaggle" else "")
              + ('<span class="tag baseline">baseline</span>' if view.baseline else "")
              + ('<span class="badge">best</span>' if best else ""))

@@ -61,7 +61,7 @@ def arch_text(view: RunView) -> str | None:
 # (key, header, numeric column?, cell text)
 COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
     ("rank", "rank", True, lambda v: str(v.rank)),
-    ("run", "run", False, lambda v: v.name),
+    ("run", "run", False, lambda v: v.title),
     ("where", "where", False, lambda v: v.where),
     ("arch", "arch", False, arch_text),
     ("resolution", "resolution", True, lambda v: None if _int(v.row.get("resolution")) is None
@@ -95,7 +95,8 @@ def ranking(views: list[RunView]) -> tuple[list[tuple[str, str, bool]], list[lis
 
 
 def provenance(views: list[RunView], machine: str | None = None) -> str | None:
-    """One line: on what and when the runs were made, when the files say."""
+    """One line: on what and when the runs were made, when the files say, and whether the untouched photos
+    stand among them."""
     groups: dict[str, list[str | None]] = {}
     for view in views:
         if view.baseline:
@@ -112,7 +113,11 @@ def provenance(views: list[RunView], machine: str | None = None) -> str | None:
         known = sorted(d for d in dates if d)
         when = "" if not known else f", {known[0]}" if known[0] == known[-1] else f", {known[0]} to {known[-1]}"
         parts.append(f"{label} ({len(dates)} run{'s' * (len(dates) != 1)}{when})")
-    return "Runs from " + "; ".join(parts) + "."
+    photos = sum(view.baseline for view in views)  # rows of the table too: the count says what they are
+    them = "them" if sum(map(len, groups.values())) > 1 else "it"
+    beside = "" if not photos else f"; beside {them}, the untouched photos" + (
+        f" of {photos} data sources" if photos > 1 else "") + " as the baseline to beat"
+    return "Runs from " + "; ".join(parts) + beside + "."
 
 
 def floor_sentences(found: dict[float, list[str]]) -> list[str]:
@@ -142,7 +147,7 @@ def baseline_sentences(views: list[RunView]) -> list[str]:
     photos = baselines(views)
     sentences = []
     for base in photos:
-        what = "the untouched photos" + (f" of {base.name}" if len(photos) > 1 else "") + f" (SWD {_fmt(base.swd)})"
+        what = ("the " + base.title if len(photos) > 1 else "the untouched photos") + f" (SWD {_fmt(base.swd)})"
         runs = [v for v in views if not v.baseline and v.swd is not None and _beside(v, base)]
         if not runs:
             sentences.append(f"No scored run to compare with {what}, the baseline to beat.")
