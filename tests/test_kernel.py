@@ -140,6 +140,9 @@ def test_push_uploads_wheels_and_pushes_the_rendered_kernel(painter, server, kag
     assert (_embedded(script, "RUN_NAME"), _embedded(script, "GPU"), _embedded(script, "DATASET")) == (
         RUN, "t4", "painter-wheels")
     assert _embedded(script, "HOURS") == kernel_script.SESSION_HOURS
+    # Kaggle stops the session at the same limit, should the kernel hang past its own deadline.
+    assert push["session_timeout_seconds"] == kernel_script.SESSION_HOURS * 3600
+    assert "WARNING" not in result.output
 
     record = json.loads((folder / "push.json").read_text())
     assert {k: record[k] for k in ("kernel", "version", "gpu", "dataset", "run")} == {
@@ -156,7 +159,12 @@ def test_push_uploads_wheels_and_pushes_the_rendered_kernel(painter, server, kag
 
     _push(painter, wheels, "--hours", "2.5")
     assert _embedded(server.pushes[-1]["text"], "HOURS") == 2.5
+    assert server.pushes[-1]["session_timeout_seconds"] == 9000
     assert json.loads((folder / "push.json").read_text())["hours"] == 2.5
+    long = _push(painter, wheels, "--hours", "8")
+    assert server.pushes[-1]["session_timeout_seconds"] == 8 * 3600
+    assert "cannot be submitted to the competition (it can still serve a sweep)" in long.output
+    assert "above the 5 hours (300 minutes) within which gan-getting-started's notebooks" in long.output
     pushes = len(server.pushes)
     for hours in ("0", "13"):
         refused = _push(painter, wheels, "--hours", hours, ok=False)

@@ -41,6 +41,10 @@ def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", hours: float = SESSION_HO
     if not 0 < hours <= MAX_SESSION_HOURS:
         raise PainterError(f"--hours {hours:g}: a Kaggle GPU session lasts at most {MAX_SESSION_HOURS:g} hours; "
                            f"give a number above 0 and up to {MAX_SESSION_HOURS:g}")
+    if hours > SESSION_HOURS:
+        log(f"kernel: WARNING: --hours {hours:g} is above the {SESSION_HOURS:g} hours ({SESSION_HOURS * 60:g} minutes) "
+            f"within which {kaggle_api.COMPETITION}'s notebooks must finish: if it runs longer, its output cannot be "
+            "submitted to the competition (it can still serve a sweep)")
     run = cfg.run.name
     api = kaggle_api.client(log)  # first: no credentials stops before minutes of building and uploading
     user = kaggle_api.username(api)
@@ -62,7 +66,9 @@ def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", hours: float = SESSION_HO
     metadata = render_kernel(folder, user=user, run=run, gpu=gpu, config_toml=cfg.to_toml(), dataset=dataset,
                              hours=hours)
     log(f"kernel: pushing {metadata['id']} ({gpu}, machine {metadata['machine_shape']})")
-    reply = kaggle_api.call(f"pushing the kernel {metadata['id']}", api.kernels_push, str(folder), log=log)
+    # The session timeout makes Kaggle stop a kernel that hangs past its deadline, not at Kaggle's own cap.
+    reply = kaggle_api.call(f"pushing the kernel {metadata['id']}", api.kernels_push, str(folder),
+                            timeout=round(hours * 3600), log=log)
     if getattr(reply, "error", None):
         raise PainterError(f"Kaggle refused the kernel {metadata['id']}: {reply.error}")
     url = reply.url or f"https://www.kaggle.com/code/{metadata['id']}"
