@@ -140,7 +140,7 @@ def explain(action: str, status: int | None, message: str) -> str:
     return f"Kaggle request failed while {action} ({'HTTP ' + str(status) + ': ' if status else ''}{message})"
 
 
-def unresolved_host(exc: BaseException) -> str | None:
+def _unresolved_host(exc: BaseException) -> str | None:
     """The host whose name did not resolve, when that is what `exc` (requests' ConnectionError) comes
     from; None otherwise. urllib3 keeps the socket.gaierror inside its own exceptions' `reason`."""
     pending, seen = [exc], set()
@@ -176,7 +176,7 @@ def call(action: str, fn: Callable, *args, log: Callable[[str], None] = print, *
             raise PainterError(f"the download kept being cut short while {action}; check the network "
                                "connection and run the command again") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
-            host = unresolved_host(exc)
+            host = _unresolved_host(exc)
             if host is not None:
                 raise PainterError(f"no network: the name {host} does not resolve while {action}; check the "
                                    "network connection (and DNS, or the proxy) and run the command again") from None

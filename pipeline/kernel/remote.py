@@ -3,8 +3,8 @@
 - push: the wheels (wheels.py) and the Inception weights, when there are local ones, go up as the
   private dataset `<user>/painter-wheels` (dataset.py); the kernel folder is rendered into
   <workdir>/kernels/<run>/ (script.py) and pushed; push.json records what was pushed.
-- status: the kernel's state, once or until it ends (--wait); a kernel that failed shows Kaggle's
-  message and the end of its log (all of it saved as kernels/<run>/failed.log).
+- status: the kernel's state, once or until it ends (--wait). A kernel that failed (here, in pull and
+  in submit) shows Kaggle's message and the end of its log (all of it saved as kernels/<run>/failed.log).
 - pull: the kernel's output, checked (a valid images.zip, a readable score.json) before it
   replaces submissions/<run>/; the files a run folder exports are registered under runs/<run>/kaggle/.
 - submit: the pushed kernel version, as a code submission to the competition.
@@ -285,7 +285,9 @@ def submit(cfg: Config, wd: Workdir, message: str | None = None, log=print) -> d
     record = read_push(cfg, wd)
     kernel, version = record["kernel"], record["version"]
     api = kaggle_api.client(log)
-    state, _ = kernel_state(kaggle_api.call(f"checking kernel {kernel}", api.kernels_status, kernel, log=log))
+    state, failure = kernel_state(kaggle_api.call(f"checking kernel {kernel}", api.kernels_status, kernel, log=log))
+    if state in FAILED:
+        raise _failed(api, record, state, failure, wd.kernel(cfg.run.name), log)
     if state not in DONE:
         raise PainterError(f"kernel {kernel} is {state}, not complete: only a finished version's images.zip "
                            "can be submitted (`painter kernel status --wait`)")
