@@ -12,7 +12,7 @@ from . import __version__, layout, lock
 from .chain import STAGES
 from .config import Config, describe_keys, ignored_overrides, load_config
 from .errors import PainterError
-from .kernel.script import GPU_CHOICES
+from .kernel.script import GPU_CHOICES, MAX_SESSION_HOURS, SESSION_HOURS
 from .layout import Workdir
 
 
@@ -355,16 +355,18 @@ def kernel():
 @click.option("--gpu", type=click.Choice(GPU_CHOICES), default="t4", show_default=True,
               help="Kaggle's T4 machine (it has two T4s) trained in one process (t4) or two under torchrun "
                    "(t4x2); p100: Kaggle's current PyTorch no longer runs on it.")
-@click.option("--hours", type=float, default=None, metavar="H",
-              help="The kernel session's time limit: training stops early enough for generate, score and the "
-                   "zip to finish inside it, judged from the run's own speed. Default: 5, this competition's "
-                   "limit as painter knows it (Kaggle ends any GPU session at 12).")
+@click.option("--hours", type=float, default=SESSION_HOURS, metavar="H",
+              help="The kernel session's time limit, sent to Kaggle as its session timeout: training stops "
+                   "early enough for generate, score and the zip to finish inside it, judged from the run's own "
+                   f"speed. Default: {SESSION_HOURS:g}, the limit within which this competition's notebooks must "
+                   "finish for their output to be submitted (above it painter warns); at most "
+                   f"{MAX_SESSION_HOURS:g}, Kaggle's cap on any GPU session.")
 @click.option("--inception-weights", type=click.Path(dir_okay=False),
               help="Local Inception weights to upload with the wheels, for FID/KID/MiFID on Kaggle (which runs "
                    "offline); default: the torch hub cache when it has them (env PAINTER_INCEPTION_WEIGHTS).")
 @click.option("--wheels", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Upload the wheels in DIR (painter's and torch-fidelity's) instead of building them.")
-def kernel_push(cfg: Config, wd: Workdir, force: bool, gpu: str, hours: float | None, inception_weights: str | None,
+def kernel_push(cfg: Config, wd: Workdir, force: bool, gpu: str, hours: float, inception_weights: str | None,
                 wheels: Path | None):
     """Upload the wheels (private dataset <you>/painter-wheels) and push the run as a Kaggle kernel.
 
@@ -378,7 +380,7 @@ def kernel_push(cfg: Config, wd: Workdir, force: bool, gpu: str, hours: float | 
       painter kernel push --config configs/wgan-gp.toml --set train.steps=20000 --gpu t4x2
     """
     from . import kernel as stage
-    stage.push(cfg, wd, gpu=gpu, hours=stage.SESSION_HOURS if hours is None else hours,
+    stage.push(cfg, wd, gpu=gpu, hours=hours,
                inception_weights=inception_weights, wheels=wheels, force=force, log=click.echo)
 
 

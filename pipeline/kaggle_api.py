@@ -7,7 +7,8 @@
   their values.
 - The client does not retry: `call` retries 429, 5xx and network failures with exponential
   back-off (honouring Retry-After), and turns every failure into one PainterError that says
-  what to do. A JSON body whose `code` is >= 400 is an error even under HTTP 200.
+  what to do. A JSON body whose `code` is >= 400 is an error even under HTTP 200. A host name
+  that does not resolve means no network (or no DNS): that fails at once, as retrying cannot help.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import time
 import zipfile
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from .errors import PainterError
 
@@ -137,6 +140,24 @@ def explain(action: str, status: int | None, message: str) -> str:
     return f"Kaggle request failed while {action} ({'HTTP ' + str(status) + ': ' if status else ''}{message})"
 
 
+def _unresolved_host(exc: BaseException) -> str | None:
+    """The host whose name did not resolve, when that is what `exc` (requests' ConnectionError) comes
+    from; None otherwise. urllib3 keeps the socket.gaierror inside its own exceptions' `reason`."""
+    pending, seen = [exc], set()
+    while pending:
+        link = pending.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        if isinstance(link, socket.gaierror):
+            request = getattr(exc, "request", None)
+            return (urlsplit(request.url).hostname if request is not None else None) or "Kaggle's API host"
+        reason = getattr(link, "reason", None)
+        pending += [link.__cause__, link.__context__, reason if isinstance(reason, BaseException) else None,
+                    *(arg for arg in link.args if isinstance(arg, BaseException))]
+    return None
+
+
 def call(action: str, fn: Callable, *args, log: Callable[[str], None] = print, **kwargs):
     """fn(*args, **kwargs) with retries of 429, 5xx and network failures; other failures explained.
 
@@ -155,6 +176,10 @@ def call(action: str, fn: Callable, *args, log: Callable[[str], None] = print, *
             raise PainterError(f"the download kept being cut short while {action}; check the network "
                                "connection and run the command again") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
+            host = _unresolved_host(exc)
+            if host is not None:
+                raise PainterError(f"no network: the name {host} does not resolve while {action}; check the "
+                                   "network connection (and DNS, or the proxy) and run the command again") from None
             status, retry, wait = None, True, None
             failure = (f"cannot reach Kaggle while {action} ({type(exc).__name__}); check the network "
                        f"connection, {RETRIES} retries included")

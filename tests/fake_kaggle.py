@@ -417,7 +417,9 @@ class FakeKaggle:
             self._kernel(kernel, create=True)["status_script"] = script
 
     def set_kernel_output(self, kernel: str, files: dict[str, bytes], log: str = "") -> None:
-        """Output files (served by the fake) and log that ListKernelSessionOutput lists."""
+        """Output files (served by the fake) and log that ListKernelSessionOutput lists (kernels_output
+        writes the log as <slug>.log, kernels_logs returns it; Kaggle's is a JSON list of
+        {stream_name, time, data})."""
         owner, slug = kernel.lower().split("/")
         with self.lock:
             k = self._kernel(kernel, create=True)

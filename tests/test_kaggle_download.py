@@ -113,6 +113,19 @@ def test_network_down_is_clear(painter, kaggle, tmp_path, no_sleep, monkeypatch)
     assert len(no_sleep) == kaggle_api.RETRIES and no_half_written_output(tmp_path)
 
 
+def test_a_name_that_does_not_resolve_fails_at_once(painter, kaggle, tmp_path, monkeypatch):
+    import time
+
+    from kagglesdk import kaggle_env
+    # .invalid never resolves (RFC 2606): what every name does with no network. Real sleeps: no retries.
+    monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.LOCAL, "http://nonexistent.invalid")
+    started = time.monotonic()
+    result = painter("download", "--source", "kaggle", ok=False)
+    assert time.monotonic() - started < 10
+    assert "no network: the name nonexistent.invalid does not resolve" in result.output
+    assert "retrying" not in result.output and no_half_written_output(tmp_path)
+
+
 def test_a_truncated_download_is_resumed_or_refused(painter, kaggle, tmp_path, no_sleep):
     name = "gan-getting-started.zip"
     kaggle.truncate(name, times=1)  # the client resumes once with a Range request

@@ -32,10 +32,10 @@ def pushed_kernel(kaggle, tmp_path, run="demo") -> str:
         "kernel_type": "script", "is_private": True, "enable_gpu": True, "enable_internet": False,
         "competition_sources": ["gan-getting-started"], "dataset_sources": []}))
     (folder / "painter_kernel.py").write_text("print('painting')\n")
-    version = kaggle.api.kernels_push(str(folder)).version_number
+    reply = kaggle.api.kernels_push(str(folder))
     record = tmp_path / "work" / "kernels" / run / "push.json"
     record.parent.mkdir(parents=True)
-    write_json_atomic(record, {"kernel": kernel, "version": version})
+    write_json_atomic(record, {"kernel": kernel, "version": reply.version_number, "url": reply.url})
     return kernel
 
 
@@ -66,9 +66,14 @@ def test_a_pending_submission_has_no_rank_yet(painter, kaggle, tmp_path):
 
 def test_an_unfinished_or_failed_kernel_is_not_submitted(painter, kaggle, tmp_path):
     kernel = pushed_kernel(kaggle, tmp_path)
-    kaggle.script_kernel_status(kernel, ("error", "CUDA out of memory"))
+    kaggle.script_kernel_status(kernel, "running")
     result = painter("submit", *DEMO, "--kaggle", ok=False)
-    assert "not complete" in result.output and not kaggle.submissions
+    assert "not complete" in result.output and "status --wait" in result.output and not kaggle.submissions
+
+    kaggle.script_kernel_status(kernel, ("error", "CUDA out of memory"))  # waiting cannot help that one
+    failed = painter("submit", *DEMO, "--kaggle", ok=False)
+    assert "ended with status error: CUDA out of memory" in failed.output and "status --wait" not in failed.output
+    assert "push again: `painter kernel push" in failed.output and not kaggle.submissions
 
 
 def test_submit_without_a_pushed_kernel_says_what_to_run(painter, kaggle):

@@ -79,16 +79,21 @@ def kaggle(server, monkeypatch, tmp_path):
     return connect_in_process(server, monkeypatch, tmp_path / "home")
 
 
-@pytest.fixture(scope="module")
-def valid_zip() -> bytes:
-    """7,000 copies of one 256x256 RGB JPEG: what Kaggle (and validate_zip) accepts."""
+def _images_zip(replaced: dict[str, bytes] | None = None) -> bytes:
+    """7,000 copies of one 256x256 RGB JPEG (what Kaggle, and validate_zip, accepts), some replaced."""
     jpeg = io.BytesIO()
     Image.fromarray(np.full((256, 256, 3), 90, np.uint8)).save(jpeg, "JPEG")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for i in range(7000):
-            archive.writestr(f"{i:05d}.jpg", jpeg.getvalue())
+            name = f"{i:05d}.jpg"
+            archive.writestr(name, (replaced or {}).get(name, jpeg.getvalue()))
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def valid_zip() -> bytes:
+    return _images_zip()
 
 
 def _push(painter, wheels: Path, *args: str, ok: bool = True):
@@ -140,6 +145,9 @@ def test_push_uploads_wheels_and_pushes_the_rendered_kernel(painter, server, kag
     assert (_embedded(script, "RUN_NAME"), _embedded(script, "GPU"), _embedded(script, "DATASET")) == (
         RUN, "t4", "painter-wheels")
     assert _embedded(script, "HOURS") == kernel_script.SESSION_HOURS
+    # Kaggle stops the session at the same limit, should the kernel hang past its own deadline.
+    assert push["session_timeout_seconds"] == kernel_script.SESSION_HOURS * 3600
+    assert "WARNING" not in result.output
 
     record = json.loads((folder / "push.json").read_text())
     assert {k: record[k] for k in ("kernel", "version", "gpu", "dataset", "run")} == {
@@ -156,7 +164,12 @@ def test_push_uploads_wheels_and_pushes_the_rendered_kernel(painter, server, kag
 
     _push(painter, wheels, "--hours", "2.5")
     assert _embedded(server.pushes[-1]["text"], "HOURS") == 2.5
+    assert server.pushes[-1]["session_timeout_seconds"] == 9000
     assert json.loads((folder / "push.json").read_text())["hours"] == 2.5
+    long = _push(painter, wheels, "--hours", "8")
+    assert server.pushes[-1]["session_timeout_seconds"] == 8 * 3600
+    assert "cannot be submitted to the competition (it can still serve a sweep)" in long.output
+    assert "above the 5 hours (300 minutes) within which gan-getting-started's notebooks" in long.output
     pushes = len(server.pushes)
     for hours in ("0", "13"):
         refused = _push(painter, wheels, "--hours", hours, ok=False)
@@ -333,6 +346,50 @@ def test_pull_refuses_an_error_body_in_place_of_images_zip(painter, server, kagg
         assert rejected == b"zip" and "HTTP 500; retrying" in result.output
     else:
         assert json.loads(rejected)["code"] == 500
+
+
+def test_pull_of_a_zip_the_kernel_wrote_badly_says_pulling_again_cannot_help(painter, server, kaggle, wheels,
+                                                                            tmp_path):
+    ref = f"{server.username}/{SLUG}"
+    _push(painter, wheels)
+    images = _images_zip({"00042.jpg": b"\xff\xd8 half a JPEG"})  # a whole zip; one member is no image
+    server.set_kernel_output(ref, {"images.zip": images, "score.json": json.dumps(SCORE).encode()})
+    result = painter("kernel", "pull", *DEMO, ok=False)
+    rejected = tmp_path / "work" / "kernels" / RUN / "rejected-output"
+    error = result.output[result.output.index("Error: "):].rstrip("\n")
+    assert "\n" not in error and "pull again" not in error and "pulling again cannot help" in error
+    assert "1 file(s) cannot be decoded" in error and "00042.jpg" in error
+    assert f"kept in {rejected}" in error and (rejected / "images.zip").read_bytes() == images
+    assert not (tmp_path / "submissions" / RUN).exists()
+
+    # The same zip cut short on the way is a failed download: pulling again is the cure.
+    server.set_kernel_output(ref, {"images.zip": images[:len(images) // 2], "score.json": json.dumps(SCORE).encode()})
+    cut = painter("kernel", "pull", *DEMO, ok=False)
+    assert "pull again):\n  images.zip (" in cut.output and "is not a complete zip" in cut.output
+
+
+def test_pull_of_a_failed_kernel_shows_why_and_how_to_push_again(painter, server, kaggle, wheels, tmp_path):
+    ref = f"{server.username}/{SLUG}"
+    _push(painter, wheels, "--hours", "3")
+    server.script_kernel_status(ref, ("error", "Your notebook tried to allocate more memory than is available."))
+    # A finished session's log as Kaggle serves it: a JSON list of {stream_name, time, data}.
+    events = [{"stream_name": "stdout", "time": i, "data": f"train: step {i}\n"} for i in range(40)]
+    events.append({"stream_name": "stderr", "time": 40, "data": "Traceback (most recent call last):\n"
+                                                                 "torch.OutOfMemoryError: CUDA out of memory\n"})
+    server.set_kernel_output(ref, {}, log=json.dumps(events))
+
+    result = painter("kernel", "pull", *DEMO, ok=False)
+    assert result.exit_code == 1 and "status --wait" not in result.output
+    assert "ended with status error: Your notebook tried to allocate more memory" in result.output
+    assert "  torch.OutOfMemoryError: CUDA out of memory" in result.output and "train: step 39" in result.output
+    assert "train: step 5\n" not in result.output  # the tail only
+    saved = tmp_path / "work" / "kernels" / RUN / "failed.log"
+    assert str(saved) in " ".join(result.output.split()) and "train: step 5\n" in saved.read_text()
+    assert "push again: `painter kernel push --gpu t4 --hours 3` with the same --config/--set" in result.output
+    assert not (tmp_path / "submissions").exists()
+
+    status = painter("kernel", "status", *DEMO, ok=False)  # status says the same
+    assert "CUDA out of memory" in status.output and "painter kernel push" in status.output
 
 
 def test_pull_waits_for_a_complete_kernel(painter, server, kaggle, wheels, tmp_path):

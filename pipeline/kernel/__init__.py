@@ -10,6 +10,6 @@ One module per job:
 """
 
 from .remote import pull, push, status, submit
-from .script import GPU_CHOICES, SESSION_HOURS
+from .script import GPU_CHOICES
 
-__all__ = ["GPU_CHOICES", "SESSION_HOURS", "pull", "push", "status", "submit"]
+__all__ = ["GPU_CHOICES", "pull", "push", "status", "submit"]

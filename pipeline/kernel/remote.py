@@ -3,7 +3,8 @@
 - push: the wheels (wheels.py) and the Inception weights, when there are local ones, go up as the
   private dataset `<user>/painter-wheels` (dataset.py); the kernel folder is rendered into
   <workdir>/kernels/<run>/ (script.py) and pushed; push.json records what was pushed.
-- status: the kernel's state, once or until it ends (--wait).
+- status: the kernel's state, once or until it ends (--wait). A kernel that failed (here, in pull and
+  in submit) shows Kaggle's message and the end of its log (all of it saved as kernels/<run>/failed.log).
 - pull: the kernel's output, checked (a valid images.zip, a readable score.json) before it
   replaces submissions/<run>/; the files a run folder exports are registered under runs/<run>/kaggle/.
 - submit: the pushed kernel version, as a code submission to the competition.
@@ -15,6 +16,8 @@ import json
 import os
 import shutil
 import time
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -22,13 +25,15 @@ from .. import kaggle_api, records
 from ..artifacts import read_json, write_bytes_atomic, write_json_atomic
 from ..config import Config
 from ..errors import PainterError
-from ..layout import EXPORTED_TRAIN_SUMMARY, KERNEL_RECORD, PUSH_RECORD, SCORE, ZIP, Workdir, submission_folder
+from ..layout import (EXPORTED_TRAIN_SUMMARY, FAILED_LOG, KERNEL_RECORD, PUSH_RECORD, REJECTED_OUTPUT, SCORE, ZIP,
+                      Workdir, submission_folder)
 from .dataset import now, upload_dataset
 from .script import GPU_CHOICES, MACHINE_SHAPES, MAX_SESSION_HOURS, SESSION_HOURS, render_kernel
 from .wheels import prepare_wheels
 
 WAIT_INTERVAL = 30.0
 DONE, FAILED = {"complete"}, {"error", "cancel_requested", "cancel_acknowledged"}
+LOG_TAIL = 20  # lines of a failed kernel's log shown with its failure
 
 
 def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", hours: float = SESSION_HOURS,
@@ -41,6 +46,10 @@ def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", hours: float = SESSION_HO
     if not 0 < hours <= MAX_SESSION_HOURS:
         raise PainterError(f"--hours {hours:g}: a Kaggle GPU session lasts at most {MAX_SESSION_HOURS:g} hours; "
                            f"give a number above 0 and up to {MAX_SESSION_HOURS:g}")
+    if hours > SESSION_HOURS:
+        log(f"kernel: WARNING: --hours {hours:g} is above the {SESSION_HOURS:g} hours ({SESSION_HOURS * 60:g} minutes) "
+            f"within which {kaggle_api.COMPETITION}'s notebooks must finish: if it runs longer, its output cannot be "
+            "submitted to the competition (it can still serve a sweep)")
     run = cfg.run.name
     api = kaggle_api.client(log)  # first: no credentials stops before minutes of building and uploading
     user = kaggle_api.username(api)
@@ -62,7 +71,9 @@ def push(cfg: Config, wd: Workdir, *, gpu: str = "t4", hours: float = SESSION_HO
     metadata = render_kernel(folder, user=user, run=run, gpu=gpu, config_toml=cfg.to_toml(), dataset=dataset,
                              hours=hours)
     log(f"kernel: pushing {metadata['id']} ({gpu}, machine {metadata['machine_shape']})")
-    reply = kaggle_api.call(f"pushing the kernel {metadata['id']}", api.kernels_push, str(folder), log=log)
+    # The session timeout makes Kaggle stop a kernel that hangs past its deadline, not at Kaggle's own cap.
+    reply = kaggle_api.call(f"pushing the kernel {metadata['id']}", api.kernels_push, str(folder),
+                            timeout=round(hours * 3600), log=log)
     if getattr(reply, "error", None):
         raise PainterError(f"Kaggle refused the kernel {metadata['id']}: {reply.error}")
     url = reply.url or f"https://www.kaggle.com/code/{metadata['id']}"
@@ -98,6 +109,39 @@ def kernel_state(reply) -> tuple[str, str]:
     return status, getattr(reply, "failure_message", None) or ""
 
 
+def _log_text(log: str) -> str:
+    """A finished session's log as text: Kaggle keeps it as a JSON list of {stream_name, time, data}."""
+    try:
+        events = json.loads(log)
+    except ValueError:
+        return log
+    if not isinstance(events, list):
+        return log
+    return "".join(str(event.get("data", "")) for event in events if isinstance(event, dict))
+
+
+def _failed(api, record: dict, state: str, message: str, folder: Path, log: Callable[[str], None]) -> PainterError:
+    """Why the kernel ended without output: Kaggle's message and the end of its log (all of it saved in
+    `folder`), and how to run it again. Waiting cannot help, so this says what can."""
+    kernel = record["kernel"]
+    lines = [f"the kernel {kernel} version {record.get('version')} ended with status {state}"
+             + (f": {message}" if message else "")]
+    try:
+        text = _log_text(kaggle_api.call(f"fetching the log of {kernel}", api.kernels_logs, kernel, log=log))
+    except PainterError as exc:
+        text = ""
+        lines.append(f"its log could not be fetched: {exc}")
+    if text.strip():
+        saved = folder / FAILED_LOG
+        write_bytes_atomic(saved, text.encode())
+        tail = text.rstrip().splitlines()[-LOG_TAIL:]
+        lines += [f"the end of its log (all of it in {saved}):"] + [f"  {line}" for line in tail]
+    lines.append(f"its page: {record.get('url')}. Fix the cause, then push again: `painter kernel push "
+                 f"--gpu {record.get('gpu', 't4')} --hours {record.get('hours', SESSION_HOURS):g}` "
+                 "with the same --config/--set")
+    return PainterError("\n".join(lines))
+
+
 def _elapsed(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -118,9 +162,7 @@ def status(cfg: Config, wd: Workdir, *, wait: bool = False, interval: float = WA
         state, message = kernel_state(reply)
         log(f"kernel: {state}" + (f" (waiting {_elapsed(clock() - started)})" if wait else ""))
         if state in FAILED:
-            raise PainterError(f"the kernel {kernel} ended with status {state}"
-                               + (f": {message}" if message else "")
-                               + f". Its log: {record.get('url')} (or `kaggle kernels output {kernel} -p DIR`)")
+            raise _failed(api, record, state, message, wd.kernel(cfg.run.name), log)
         if state in DONE:
             log("kernel: finished; `painter kernel pull` fetches its submission")
             return state
@@ -135,17 +177,34 @@ def _score_summary(report: dict) -> dict:
             "near_copies": numbers["copies"], "n_generated": numbers["n_generated"]}
 
 
-def _check_output(folder: Path) -> dict:
-    """What is wrong with the pulled output, as a PainterError; else score.json's content."""
+def _damage(archive: Path) -> str | None:
+    """How the download of `archive` shows it failed (not a zip: an error page; cut short; a failing CRC),
+    or None: the zip arrived as the kernel wrote it."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            broken = zf.testzip()
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        return f"{archive.name} ({archive.stat().st_size:,} bytes) is not a complete zip ({exc})"
+    return f"{broken} in {archive.name} fails its CRC check" if broken else None
+
+
+def _check_output(folder: Path, kept: Path) -> dict:
+    """What is wrong with the pulled output, as a PainterError (`kept`: where a rejected output will be);
+    else score.json's content."""
     from ..submit import validate_zip  # here: it imports torch, which the other kernel commands need not
 
     files = sorted(p.name for p in folder.iterdir())
     if not (folder / ZIP).is_file():
         raise PainterError(f"the kernel's output has no {ZIP} (it has: {', '.join(files) or 'nothing'})")
-    problems = validate_zip(folder / ZIP)
-    if problems:
+    damage = _damage(folder / ZIP)
+    if damage:
         raise PainterError(f"the pulled {ZIP} is not a valid submission (a download that failed leaves "
-                           "an error page in its place; pull again):\n  " + "\n  ".join(problems))
+                           f"an error page in its place; pull again):\n  {damage}")
+    problems = validate_zip(folder / ZIP)
+    if problems:  # the zip arrived whole: the kernel wrote these, and pulling again fetches them again
+        raise PainterError(f"the kernel wrote an {ZIP} that Kaggle would reject, so pulling again cannot help: "
+                           f"{'; '.join(problems)}. The kernel's output is kept in {kept}; fix the cause and "
+                           "push again")
     try:
         report = json.loads((folder / SCORE).read_text())
     except FileNotFoundError:
@@ -176,6 +235,8 @@ def pull(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False,
     api = kaggle_api.client(log)
     reply = kaggle_api.call(f"getting the status of {kernel}", api.kernels_status, kernel, log=log)
     state, message = kernel_state(reply)
+    if state in FAILED and not force:
+        raise _failed(api, record, state, message, wd.kernel(run), log)
     if state not in DONE and not force:
         raise PainterError(f"the kernel {kernel} has status {state}" + (f" ({message})" if message else "")
                            + ", not complete; `painter kernel status --wait` waits for it (--force pulls anyway)")
@@ -183,15 +244,15 @@ def pull(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False,
     target = submission_folder(submissions, run)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{run}.pull-tmp")
+    rejected = wd.kernel(run) / REJECTED_OUTPUT  # where a pulled output that fails its check is kept
     if staging.exists():
         shutil.rmtree(staging)  # left over from a killed pull
     staging.mkdir()
     try:
         kaggle_api.call(f"downloading the output of {kernel}", api.kernels_output, kernel, str(staging),
                         force=True, quiet=True, log=log)
-        report = _check_output(staging)
+        report = _check_output(staging, kept=rejected)
     except BaseException:
-        rejected = wd.kernel(run) / "rejected-output"
         if staging.exists() and any(staging.iterdir()):
             shutil.rmtree(rejected, ignore_errors=True)
             rejected.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +285,9 @@ def submit(cfg: Config, wd: Workdir, message: str | None = None, log=print) -> d
     record = read_push(cfg, wd)
     kernel, version = record["kernel"], record["version"]
     api = kaggle_api.client(log)
-    state, _ = kernel_state(kaggle_api.call(f"checking kernel {kernel}", api.kernels_status, kernel, log=log))
+    state, failure = kernel_state(kaggle_api.call(f"checking kernel {kernel}", api.kernels_status, kernel, log=log))
+    if state in FAILED:
+        raise _failed(api, record, state, failure, wd.kernel(cfg.run.name), log)
     if state not in DONE:
         raise PainterError(f"kernel {kernel} is {state}, not complete: only a finished version's images.zip "
                            "can be submitted (`painter kernel status --wait`)")

@@ -21,8 +21,8 @@ METADATA_NAME = "kernel-metadata.json"
 # t4 and t4x2 ask for the same machine: t4 trains in one process, t4x2 in two under torchrun.
 MACHINE_SHAPES = {"t4": "NvidiaTeslaT4", "t4x2": "NvidiaTeslaT4", "p100": "NvidiaTeslaP100"}
 GPU_CHOICES = tuple(MACHINE_SHAPES)
-# A kernel session's limit for this competition as painter knows it (reported as 5 hours; Kaggle's
-# GPU sessions end at 12 hours in any case): the kernel keeps training short enough to finish in it.
+# gan-getting-started submits the output of notebooks that finish within 5 hours (300 minutes); Kaggle
+# ends any GPU session at 12. The kernel keeps training short enough to finish in its session.
 SESSION_HOURS = 5.0
 MAX_SESSION_HOURS = 12.0
 
