@@ -12,7 +12,7 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .artifacts import STAMP_NAME, require_stamp, run_stage, sha256_file
 from .config import Config
@@ -40,6 +40,8 @@ def member_problem(name: str, data: bytes) -> str | None:
                 return f"is {img.size[0]}x{img.size[1]}, not 256x256"
             if img.mode != "RGB":
                 return f"is {img.mode}, not RGB"
+    except UnidentifiedImageError:  # its message names a BytesIO object, not the file
+        return "cannot be decoded (not an image file)"
     except Exception as exc:  # noqa: BLE001 - any decoder failure makes the member unusable
         return f"cannot be decoded ({type(exc).__name__}: {exc})"
     return None

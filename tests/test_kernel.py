@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 import zipfile
 from pathlib import Path
@@ -359,6 +360,7 @@ def test_pull_of_a_zip_the_kernel_wrote_badly_says_pulling_again_cannot_help(pai
     error = result.output[result.output.index("Error: "):].rstrip("\n")
     assert "\n" not in error and "pull again" not in error and "pulling again cannot help" in error
     assert "1 file(s) cannot be decoded" in error and "00042.jpg" in error
+    assert "not an image file" in error and "BytesIO" not in error
     assert f"kept in {rejected}" in error and (rejected / "images.zip").read_bytes() == images
     assert not (tmp_path / "submissions" / RUN).exists()
 
@@ -366,6 +368,26 @@ def test_pull_of_a_zip_the_kernel_wrote_badly_says_pulling_again_cannot_help(pai
     server.set_kernel_output(ref, {"images.zip": images[:len(images) // 2], "score.json": json.dumps(SCORE).encode()})
     cut = painter("kernel", "pull", *DEMO, ok=False)
     assert "pull again):\n  images.zip (" in cut.output and "is not a complete zip" in cut.output
+
+
+def test_pull_stops_while_another_process_writes_the_submission(painter, server, kaggle, wheels, tmp_path):
+    from .test_lock import HOLD
+
+    _push(painter, wheels)
+    server.set_kernel_output(f"{server.username}/{SLUG}", {"images.zip": _images_zip({}),
+                                                           "score.json": json.dumps(SCORE).encode()})
+    held = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "submissions" / RUN), str(held)],
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        while not held.exists():
+            assert holder.poll() is None
+            time.sleep(0.1)
+        result = painter("kernel", "pull", *DEMO, ok=False)  # e.g. `painter submit` of the same run
+        assert f"kernel pull: {tmp_path / 'submissions' / RUN} is being written by PID {holder.pid}" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_pull_of_a_failed_kernel_shows_why_and_how_to_push_again(painter, server, kaggle, wheels, tmp_path):

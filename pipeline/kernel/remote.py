@@ -25,6 +25,7 @@ from .. import kaggle_api, records
 from ..artifacts import read_json, write_bytes_atomic, write_json_atomic
 from ..config import Config
 from ..errors import PainterError
+from ..lock import holding
 from ..layout import (EXPORTED_TRAIN_SUMMARY, FAILED_LOG, KERNEL_RECORD, PUSH_RECORD, REJECTED_OUTPUT, SCORE, ZIP,
                       Workdir, submission_folder)
 from .dataset import now, upload_dataset
@@ -240,8 +241,14 @@ def pull(cfg: Config, wd: Workdir, submissions: Path, *, force: bool = False,
     if state not in DONE and not force:
         raise PainterError(f"the kernel {kernel} has status {state}" + (f" ({message})" if message else "")
                            + ", not complete; `painter kernel status --wait` waits for it (--force pulls anyway)")
-
     target = submission_folder(submissions, run)
+    with holding(target, "kernel pull", log=log):  # the folder `painter submit` writes too
+        return _pull_into(target, api, record, wd, run, log)
+
+
+def _pull_into(target: Path, api, record: dict, wd: Workdir, run: str, log: Callable[[str], None]) -> dict:
+    """The kernel's output, checked, into `target`; registered under the run folder's kaggle/."""
+    kernel = record["kernel"]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{run}.pull-tmp")
     rejected = wd.kernel(run) / REJECTED_OUTPUT  # where a pulled output that fails its check is kept
