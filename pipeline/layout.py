@@ -180,7 +180,8 @@ class Workdir:
 
     def baselines(self) -> list[Path]:
         """Every baseline folder, by name (score.json, samples.png and nearest.png in each)."""
-        return sorted(self.baselines_root.iterdir()) if self.baselines_root.is_dir() else []
+        found = self.baselines_root.iterdir() if self.baselines_root.is_dir() else []
+        return sorted(path for path in found if path.is_dir())  # not the lock files beside them
 
     @property
     def reference_features(self) -> Path:

@@ -17,11 +17,11 @@ them as one line.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import read_json, read_stamp
+from .config import tomllib  # tomli on Python 3.10
 from .layout import BEST_RECORD, LOSSES, METRICS, NEAREST, SAMPLES, SCORE, Workdir
 
 PHOTOS_RESOLUTION = 256  # the untouched photos are scored at the competition's size

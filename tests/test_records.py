@@ -88,3 +88,12 @@ def test_score_numbers_and_the_summary_line():
         "SWD 41.000 (floor 24.500; untouched photos 30.000), FID 50.00, MiFID 55.00"
     assert records.summary_line({"swd": 41.0, "fid": None, "mifid": None}) == "SWD 41.000"
     assert records.summary_line({"swd": None}) == "no SWD"
+
+
+def test_lock_files_beside_the_folders_are_not_runs(tmp_path):
+    # what a writer killed with -9 leaves beside the folder it wrote (pipeline/lock.py)
+    wd = make_workdir(tmp_path / "work")
+    for folder in (wd.baseline("data"), wd.run_folder("cut-photos").root, wd.run_folder("cut-photos").train):
+        folder.with_name(f".{folder.name}.lock").write_text('{"pid": 1}')
+    assert [(record.name, record.where) for record in records.read_all(wd)] == \
+        [("cut-photos", "local"), ("cut-photos", "kaggle"), ("data-photos", "baseline")]
