@@ -77,7 +77,7 @@ def export(run: RunFolder, submission: Path, output: Path) -> list[str]:
 
 
 def run_session(base: Path, *, data: Path, inputs: Path, output: Path, gpu: str, nproc: int, hours: float,
-            started: float, until: float) -> list[str]:
+                started: float, until: float) -> list[str]:
     """The chain on base/config.toml inside the deadline, its export and kernel-run.json; returns what
     was exported."""
     weights = uploaded_weights(inputs)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run_session(args.base, data=args.data, inputs=args.inputs, output=args.output, gpu=args.gpu,
-                nproc=args.nproc, hours=args.hours, started=args.started, until=args.until)
+                    nproc=args.nproc, hours=args.hours, started=args.started, until=args.until)
     except PainterError as exc:
         print(f"painter kernel: STOPPED: {exc}", file=sys.stderr, flush=True)
         return 1
