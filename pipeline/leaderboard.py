@@ -18,11 +18,11 @@ from . import records
 from .artifacts import read_json, write_bytes_atomic, write_json_atomic
 from .errors import PainterError
 from .layout import LEADERBOARD_CSV, Workdir
+from .records import KEY
 
 COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid",
            "mifid", "copies", "public_mifid", "public_rank"]
 TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device"}
-KEY = "folder"  # the table's last column, in no output: the record's name, which the report reads it by
 
 
 def collect(wd: Workdir) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from .artifacts import read_json, read_stamp
 from .config import tomllib  # tomli on Python 3.10
 from .layout import BEST_RECORD, LOSSES, METRICS, NEAREST, SAMPLES, SCORE, Workdir
 
+KEY = "folder"  # the leaderboard table's column (in no output) of the name a record is read by
 PHOTOS_RESOLUTION = 256  # the untouched photos are scored at the competition's size
 
 

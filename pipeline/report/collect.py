@@ -12,7 +12,6 @@ import pandas as pd
 
 from .. import records
 from ..layout import Workdir
-from ..leaderboard import KEY
 from ..metrics import EVAL_METRICS
 
 
@@ -111,7 +110,7 @@ def collect_runs(wd: Workdir, table: pd.DataFrame) -> list[RunView]:
     views = []
     for rank, values in enumerate(table.to_dict("records"), start=1):
         row = {key: _clean(value) for key, value in values.items()}
-        name, where = str(row[KEY]), row.get("where") or "local"
+        name, where = str(row[records.KEY]), row.get("where") or "local"
         record = records.read(wd, name, where)
         if row.get("train_seconds") is None:  # the table has no time for a kernel's run; its record does
             row["train_seconds"] = _number(record.train_seconds)
