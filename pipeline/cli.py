@@ -209,8 +209,8 @@ def submit(cfg: Config, wd: Workdir, force: bool, submissions: Path, to_kaggle: 
       painter submit --config configs/dcgan.toml --kaggle --message "dcgan 5k steps"
     """
     if to_kaggle:
-        from . import kernel
-        kernel.submit(cfg, wd, message, log=click.echo)
+        from .kernel import remote
+        remote.submit(cfg, wd, message, log=click.echo)
     else:
         from . import submit as stage
         stage.run(cfg, wd, submissions, force=force, log=click.echo)
@@ -379,7 +379,7 @@ def kernel_push(cfg: Config, wd: Workdir, force: bool, gpu: str, hours: float, i
     Example:
       painter kernel push --config configs/wgan-gp.toml --set train.steps=20000 --gpu t4x2
     """
-    from . import kernel as stage
+    from .kernel import remote as stage
     stage.push(cfg, wd, gpu=gpu, hours=hours,
                inception_weights=inception_weights, wheels=wheels, force=force, log=click.echo)
 
@@ -396,7 +396,7 @@ def kernel_status(cfg: Config, wd: Workdir, force: bool, wait: bool, interval: f
     Example:
       painter kernel status --config configs/dcgan.toml --wait
     """
-    from . import kernel as stage
+    from .kernel import remote as stage
     stage.status(cfg, wd, wait=wait, interval=interval, log=click.echo)
 
 
@@ -412,7 +412,7 @@ def kernel_pull(cfg: Config, wd: Workdir, force: bool, submissions: Path):
     Example:
       painter kernel pull --config configs/dcgan.toml
     """
-    from . import kernel as stage
+    from .kernel import remote as stage
     stage.pull(cfg, wd, submissions, force=force, log=click.echo)
 
 

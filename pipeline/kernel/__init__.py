@@ -7,9 +7,7 @@ One module per job:
 - remote.py: push, status, pull and submit, against Kaggle;
 - session.py: what runs ON Kaggle once kernels/train/painter_kernel.py (the bootstrap: GPU check,
   inputs, wheels) has installed painter: the chain inside the session's deadline, and its export.
+
+The package imports none of them, so that the CLI can read script.py's GPU choices and session hours
+without loading the rest at every start.
 """
-
-from .remote import pull, push, status, submit
-from .script import GPU_CHOICES
-
-__all__ = ["GPU_CHOICES", "pull", "push", "status", "submit"]
