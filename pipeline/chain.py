@@ -7,6 +7,7 @@ launched from here; the other stages run in this process.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -38,10 +39,11 @@ def run(cfg: Config, wd: Workdir, *, until: str = "submit", force: Collection[st
         # A wrong weights path is said before hours of training, not after (and the file hashed once).
         from .metrics.inception import find_weights
         weights = find_weights(inception_weights)
+    told_cpu_cost = STAGES.index(until) >= STAGES.index("train") and nproc == 1 and say_cpu_cost(cfg, wd, log)
     steps = {
         "download": lambda f: download.run(cfg, wd, force=f, log=log),
         "prepare": lambda f: prepare.run(cfg, wd, force=f, log=log),
-        "train": lambda f: (train.run(cfg, wd, force=f, log=log) if nproc == 1
+        "train": lambda f: (train.run(cfg, wd, force=f, hint_slow_cpu=not told_cpu_cost, log=log) if nproc == 1
                             else train_under_torchrun(cfg, wd, nproc, force=f, log=log)),
         "generate": lambda f: generate.run(cfg, wd, force=f, log=log),
         "score": lambda f: score.run(cfg, wd, force=f, weights=weights, log=log),
@@ -51,6 +53,33 @@ def run(cfg: Config, wd: Workdir, *, until: str = "submit", force: Collection[st
     for stage in STAGES[:STAGES.index(until) + 1]:
         stamps[stage] = steps[stage](stage in force)
     return stamps
+
+
+def say_cpu_cost(cfg: Config, wd: Workdir, log=print) -> bool:
+    """Before anything runs: on a machine without a GPU, time a training step of `cfg` and, when its schedule
+    would take longer than train_log.SLOW_CPU_HOURS, say how long and what to run instead. Not for a run
+    that a time budget or a deadline bounds, nor one already trained. Returns whether it said so."""
+    import torch
+
+    from . import train
+    from .artifacts import read_stamp
+    from .devices import resolve_device
+    from .stopping import DEADLINE_ENV
+    from .train_log import SLOW_CPU_ADVICE, SLOW_CPU_HOURS, hours_text
+
+    if cfg.train.max_minutes or os.environ.get(DEADLINE_ENV) or read_stamp(wd.run_folder(cfg.run.name).train):
+        return False
+    device = resolve_device(cfg.run.device)
+    if device.type != "cpu":
+        return False
+    seconds = train.seconds_per_step(cfg, device)
+    hours = cfg.train.steps * seconds / 3600
+    if hours <= SLOW_CPU_HOURS:
+        return False
+    log(f"run: no GPU here: the {cfg.run.name} run's {cfg.train.steps:,} training steps take about "
+        f"{hours_text(hours)} on this CPU ({seconds:.2g} s a step, timed just now on {torch.get_num_threads()} "
+        f"threads). {SLOW_CPU_ADVICE}")
+    return True
 
 
 def train_under_torchrun(cfg: Config, wd: Workdir, nproc: int, *, force: bool = False, log=print) -> dict:

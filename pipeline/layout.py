@@ -20,6 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The presets shipped beside the package (a checkout's configs/), and the one sized for a CPU.
+PRESETS = Path(__file__).resolve().parents[1] / "configs"
+CPU_PRESET = "cut-cpu.toml"
+
 # The files a run's stages write; a kernel exports them under the same names.
 SCORE = "score.json"
 METRICS = "metrics.csv"

@@ -11,13 +11,10 @@ steps.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from . import archs, chain
+from . import archs, chain, layout
 from .config import Config, load_config
 from .errors import PainterError
 
-PRESETS = Path(__file__).resolve().parents[1] / "configs"
 DIFFAUGMENT = "color,translation,cutout"
 MAX_STEPS = 10_000_000  # the step cap of a wall-clock budget
 
@@ -51,12 +48,12 @@ def plan(names: list[str], diffaugment: list[bool | None], overrides: list[str],
             per_run = [*overrides, f"run.name={name}"]
             if augment is not None:
                 per_run.append(f"train.diffaugment={DIFFAUGMENT if augment else ''}")
-            cfg = load_config(PRESETS / f"{arch}.toml", per_run)
+            cfg = load_config(layout.PRESETS / f"{arch}.toml", per_run)
             if budget_images is not None:
-                cfg = load_config(PRESETS / f"{arch}.toml",
+                cfg = load_config(layout.PRESETS / f"{arch}.toml",
                                   [*per_run, f"train.steps={steps_for_budget(cfg, budget_images)}"])
             else:
-                cfg = load_config(PRESETS / f"{arch}.toml",
+                cfg = load_config(layout.PRESETS / f"{arch}.toml",
                                   [*per_run, f"train.steps={MAX_STEPS}", f"train.max_minutes={budget_minutes}"])
             configs.append(cfg)
     return configs

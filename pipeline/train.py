@@ -52,10 +52,12 @@ def images_after_training(cfg: Config, data: dict) -> int:
     return cfg.generate.count or len(data.get("photos", ()))
 
 
-def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *, fresh: bool, log=print) -> dict:
+def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *, fresh: bool,
+        hint_slow_cpu: bool = True, log=print) -> dict:
     process, device = start_process_group(cfg.run.device)
     try:
-        return _fit(cfg, out, shards, run_fingerprint, process, device, fresh=fresh, log=log)
+        return _fit(cfg, out, shards, run_fingerprint, process, device, fresh=fresh, hint_slow_cpu=hint_slow_cpu,
+                    log=log)
     finally:
         # Left to interpreter shutdown, gloo's worker threads can abort the process (SIGABRT).
         if process.world > 1 and dist.is_initialized():
@@ -63,7 +65,7 @@ def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *
 
 
 def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, process: Process,
-         device: torch.device, *, fresh: bool, log) -> dict:
+         device: torch.device, *, fresh: bool, hint_slow_cpu: bool, log) -> dict:
     """Build, resume, train, finish: the run's files are written by rank 0 (under torchrun the other
     ranks' logs, evaluations and files are switched off, and they take part in the collectives only)."""
     tc, arch = cfg.train, archs.get(cfg.model.arch)
@@ -86,7 +88,7 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
     evaluations = _Evaluations(cfg, trainer, out, progress, evaluator, deadline)
     stopper = Stopper(tc.steps, tc.log_every, tc.max_minutes, deadline, process, device,
                       start_step=progress.step, start_seconds=progress.seconds)
-    steplog.hint_when_slow(device.type == "cpu" and not tc.max_minutes and deadline is None)
+    steplog.hint_when_slow(hint_slow_cpu and device.type == "cpu" and not tc.max_minutes and deadline is None)
     divergence = Divergence(process, device, trainer.divergence_hint)
 
     stats, stop = _train(cfg, trainer, progress, checkpoints, stopper, steplog, evaluations, divergence, log)
@@ -219,6 +221,22 @@ def _write_final(cfg: Config, out: Path, trainer) -> None:
                                                       title=f"{cfg.run.name}: {arch.name} {trainer.resolution}px"))
 
 
+def seconds_per_step(cfg: Config, device: torch.device, steps: int = 2) -> float:
+    """A training step's seconds for `cfg` on `device` (one process), timed after a warm-up step on random
+    images of the configured size: what a schedule will take, known before the data is even downloaded."""
+    arch = archs.get(cfg.model.arch)
+    count = max(cfg.train.batch_size, 16)
+    images = lambda: torch.randint(0, 256, (count, 3, cfg.data.resolution, cfg.data.resolution), dtype=torch.uint8)
+    data = {"paintings": images(), **({"photos": images()} if arch.consumes == "photos" else {})}
+    with torch.random.fork_rng(devices=[]):  # the trainer seeds the global RNG; the run's own stays as it was
+        trainer = arch.trainer(cfg, data, device, Process())
+        trainer.train_step(0)["loss_g"].item()
+        started = time.perf_counter()
+        for step in range(1, steps + 1):
+            trainer.train_step(step)["loss_g"].item()
+    return (time.perf_counter() - started) / steps
+
+
 def shard_folders(cfg: Config, wd: Workdir, resolution: int) -> dict[str, Path]:
     """The prepared folders training reads: the paintings, and the photos when the architecture translates."""
     folders = {"paintings": prepare.shards_dir(cfg, wd, resolution)}
@@ -227,7 +245,9 @@ def shard_folders(cfg: Config, wd: Workdir, resolution: int) -> dict[str, Path]:
     return folders
 
 
-def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
+def run(cfg: Config, wd: Workdir, *, force: bool = False, hint_slow_cpu: bool = True, log=print) -> dict:
+    """Train `cfg`'s run unless it is up to date; `hint_slow_cpu` False leaves out the estimate a long CPU
+    run gets after its first minute (`painter run` gave one before it started)."""
     if cfg.train.tensorboard:
         tensorboard_log.require()  # before anything is trained or written
     shards = shard_folders(cfg, wd, cfg.data.resolution)
@@ -249,5 +269,6 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, log=print) -> dict:
         if stamp is not None and stamp["fingerprint"] == run_fp and not force:
             return stamp  # rank 0 skips too
         return {"summary": fit(cfg, out, shards, run_fp, fresh=force, log=lambda *_: None)}
-    return run_stage("train", out, inputs, lambda folder: fit(cfg, folder, shards, run_fp, fresh=force, log=log),
+    return run_stage("train", out, inputs,
+                     lambda folder: fit(cfg, folder, shards, run_fp, fresh=force, hint_slow_cpu=hint_slow_cpu, log=log),
                      force=force, in_place=True, log=log)

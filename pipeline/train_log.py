@@ -26,6 +26,13 @@ from .progress import progress_bar
 # A preset's schedule can take days on a CPU: once its speed is known, say so and what to do instead.
 SLOW_CPU_MEASURE_S = 60.0  # of training, before the estimate
 SLOW_CPU_HOURS = 2.0  # longer than this left gets the hint
+SLOW_CPU_ADVICE = (f"On a CPU, make all CONFIG=configs/{layout.CPU_PRESET} trains CUT sized for one (about 2 h on "
+                   "2 cores); for other architectures see the README's \"CPU-sized overrides\". On a GPU: "
+                   "`painter kernel push`. Ctrl-C saves a checkpoint, and the same command resumes.")
+
+
+def hours_text(hours: float) -> str:
+    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
 
 def _rows_until(path: Path, step: int) -> list[dict]:
@@ -81,12 +88,9 @@ class StepLog:
             self.hint_slow_cpu = False
             hours_left = (self.steps - done) * (seconds - self.start_seconds) / (done - self.start_step) / 3600
             if hours_left > SLOW_CPU_HOURS:
-                left = f"{hours_left:.0f} h" if hours_left < 48 else f"{hours_left / 24:.1f} days"
                 with self.bar.external_write_mode():
-                    self.log(f"train: the {self.steps - done:,} steps left take about {left} on this CPU. "
-                             "For a CPU-sized run see the README's \"CPU-sized overrides\" (smaller widths, crops, "
-                             "fewer steps, or train.max_minutes); for a GPU, `painter kernel push`. Ctrl-C saves "
-                             "a checkpoint, and the same command resumes.")
+                    self.log(f"train: the {self.steps - done:,} steps left take about {hours_text(hours_left)} on "
+                             f"this CPU. {SLOW_CPU_ADVICE}")
 
     def row(self, done: int, seconds: float, stats: dict, evaluate: Callable[[], dict] | None = None) -> None:
         """A logged step: the trainer's columns of `stats`, the speed since the last row, and the scores of

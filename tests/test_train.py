@@ -295,6 +295,32 @@ def test_a_long_schedule_on_a_cpu_gets_an_estimate_and_what_to_do_instead(painte
     assert "on this CPU" not in budgeted.output  # a wall-clock budget already bounds it
 
 
+def test_painter_run_on_a_cpu_says_up_front_what_a_long_schedule_takes(painter, monkeypatch):
+    """Before the download: a training step timed on random images of the config's size, the schedule's hours
+    and the CPU preset to run instead; the estimate after training's first minute is then not repeated."""
+    from pipeline import layout, train_log
+    from pipeline.config import load_config
+
+    monkeypatch.setattr(train_log, "SLOW_CPU_MEASURE_S", 0.0)
+    args = ["run", "--config", str(REPO / "configs" / "wgan-gp.toml"), "--set", "data.source=demo",
+            "--set", "data.resolution=32", *TINY, "--set", "train.steps=12", "--until", "train"]
+    quick = painter(*args, "--set", "run.name=quick")
+    assert "on this CPU" not in quick.output  # 12 steps of a tiny model: seconds, not hours
+
+    monkeypatch.setattr(train_log, "SLOW_CPU_HOURS", 0.0)
+    slow = painter(*args, "--set", "run.name=slow")
+    said = slow.output.index("run: no GPU here: the slow run's 12 training steps take about 0 h on this CPU")
+    assert said < slow.output.index("download:")
+    assert f"make all CONFIG=configs/{layout.CPU_PRESET}" in slow.output
+    assert "steps left take" not in slow.output  # said once, up front
+    assert "on this CPU" not in painter(*args, "--set", "run.name=slow").output  # trained: nothing to estimate
+    budgeted = painter(*args, "--set", "run.name=budgeted", "--set", "train.max_minutes=60")
+    assert "on this CPU" not in budgeted.output
+
+    cpu_preset = load_config(layout.PRESETS / layout.CPU_PRESET)  # the preset the advice names loads
+    assert cpu_preset.model.arch == "cut" and cpu_preset.generate.count == 0  # every photo: a valid submission
+
+
 def test_two_processes_under_torchrun_train_one_model_and_resume_exactly(painter, prepared, tmp_path):
     """Each rank draws its own batches; a run stopped by SIGTERM (torchrun passes it on) and resumed
     ends with the weights of an uninterrupted one, which needs every rank's own random streams back."""
