@@ -1,12 +1,14 @@
-"""How much a score's SWD moves with its random draws, on runs already generated.
+"""How much a score's SWD moves with its random draws, and whether its standard error says so.
 
-`painter score` computes SWD once, with score.seed: which 150 of the 300 paintings form each half,
-which generated images are compared with them, which patches and which directions. This scores the
-same images again with other seeds and reports, per run, the mean, the standard deviation and the
-range of the value (and of the real-vs-real floor): how far apart two runs must be before a ranking
-means something. The untouched photos are scored the same way, as a run.
+`painter score` computes SWD over score.splits splits (8) and reports their mean ± its standard error. The
+random draws are which 150 of the 300 paintings form each half, which generated images are compared with
+them, which patches and which directions; score.seed picks them. This scores the same images again with
+other seeds and reports, per run, the spread of the value across seeds (the standard deviation: what the
+standard error should match), the mean of the standard errors each seed reported, their ratio, and the
+time one score takes with one split and with the default splits. The untouched photos are scored the same
+way, as a run.
 
-    python bench/swd_noise.py WORKDIR RUN [RUN ...] [--photos] [--seeds 8] [--images 1000]
+    python bench/swd_noise.py WORKDIR RUN [RUN ...] [--photos] [--seeds 8] [--splits 8] [--images 1000]
                               [--out bench/results/swd_noise.json]
 
 Each run's result is merged into the JSON under its name, so several processes can share the work.
@@ -31,7 +33,7 @@ from train_throughput import machine_info, write_json_atomic
 from pipeline import prepare
 from pipeline.decode import load_rgb
 from pipeline.images import COMPETITION_SIZE, read_jpegs
-from pipeline.score import swd_with_floor
+from pipeline.metrics.swd import swd_with_floor
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "bench" / "results" / "swd_noise.json"
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="*")
     parser.add_argument("--photos", action="store_true", help="also score the untouched photos")
     parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--splits", type=int, default=8, help="splits per score (score.splits)")
     parser.add_argument("--images", type=int, default=1000, help="generated images (or photos) per run; 0: all")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
@@ -69,12 +72,24 @@ def main() -> None:
         else:
             fake = read_jpegs(files, torch.device("cpu"))
         started = time.perf_counter()
-        scores = [swd_with_floor(real, fake, seed) for seed in range(args.seeds)]
-        case = {"images": len(files), "seeds": args.seeds,
-                "swd": summary([s["value"] for s in scores]), "floor": summary([s["floor"] for s in scores]),
-                "seconds_per_seed": round((time.perf_counter() - started) / args.seeds, 1)}
-        print(f"{name}: SWD {case['swd']['mean']} sd {case['swd']['sd']} ({case['swd']['min']}-{case['swd']['max']}); "
-              f"floor {case['floor']['mean']} sd {case['floor']['sd']}", flush=True)
+        scores = [swd_with_floor(real, fake, seed, splits=args.splits) for seed in range(args.seeds)]
+        per_score = (time.perf_counter() - started) / args.seeds
+        started = time.perf_counter()  # after the scores above: warm, as they were
+        swd_with_floor(real, fake, 0, splits=1)
+        one_split = time.perf_counter() - started
+        swd, reported_se = summary([s["value"] for s in scores]), statistics.mean(s["se"] for s in scores)
+        case = {"images": len(files), "seeds": args.seeds, "splits": args.splits,
+                "swd": swd, "floor": summary([s["floor"] for s in scores]),
+                "reported_se": round(reported_se, 2), "floor_reported_se": round(
+                    statistics.mean(s["floor_se"] for s in scores), 2),
+                # the standard error says how far the mean of one score lies from the mean of many: it should
+                # match the spread across seeds (1 when it does, below 1 when it promises too much)
+                "se_over_seed_sd": round(reported_se / statistics.stdev([s["value"] for s in scores]), 2),
+                "seconds_one_split": round(one_split, 1), "seconds_per_score": round(per_score, 1),
+                "time_ratio": round(per_score / one_split, 2)}
+        print(f"{name}: SWD {swd['mean']} sd {swd['sd']} across seeds, reported se {case['reported_se']} "
+              f"(ratio {case['se_over_seed_sd']}); {args.splits} splits {case['seconds_per_score']} s, one split "
+              f"{case['seconds_one_split']} s ({case['time_ratio']}x)", flush=True)
         report = json.loads(args.out.read_text()) if args.out.exists() else {}
         report.setdefault("cases", {})[name] = case
         report.update(machine=machine_info("cpu"), paintings=len(real), workdir=str(args.workdir),

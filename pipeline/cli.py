@@ -222,17 +222,24 @@ def submit(cfg: Config, wd: Workdir, force: bool, submissions: Path, to_kaggle: 
               help="First fetch the public leaderboard and where each submitted run stands (rank, top %).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the report (default: the workdir).")
-def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None):
+@click.option("--compare", nargs=2, metavar="RUN RUN",
+              help="Say which of two runs is closer to the paintings, by how much and how sure; writes nothing.")
+def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple[str, str] | None):
     """Rank every run in the workdir: leaderboard.csv, leaderboard.md and a self-contained leaderboard.html.
 
-    The report shows each run's samples, loss and evaluation curves, and the real-vs-real SWD floor.
+    The report shows each run's samples, loss and evaluation curves, and the real-vs-real SWD floor. SWDs
+    carry their standard error, and a run level with the one above it (within the uncertainty) is marked ≈.
 
     \b
     Examples:
       painter leaderboard --workdir artifacts
       painter leaderboard --kaggle --out report/
+      painter leaderboard --compare cut fastcut
     """
     from . import leaderboard as stage
+    if compare:
+        click.echo(stage.compare(Workdir(workdir), *compare))
+        return
     if on_kaggle:
         standings = stage.kaggle_standings(Workdir(workdir), log=click.echo)
         click.echo("Kaggle public leaderboard (MiFID, lower is better):")

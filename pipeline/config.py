@@ -107,6 +107,8 @@ class GenerateConfig:
 class ScoreConfig:
     max_images: int = option(10_000, min=16, help="generated images scored (a random sample when fewer)")
     seed: int = option(0, min=0)
+    splits: int = option(8, min=1, max=64, help="independent splits SWD is computed over: the score is their mean, "
+                         "with its standard error (2 or more)")
     batch_size: int = option(200, min=1, max=4096, help="images per Inception batch (large batches keep a GPU busy)")
     inception: bool = option(True, help="compute FID/KID/MiFID when Inception weights can be had")
 

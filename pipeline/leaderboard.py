@@ -20,9 +20,10 @@ from .errors import PainterError
 from .layout import LEADERBOARD_CSV, Workdir
 from .records import KEY
 
-COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "fid", "kid",
-           "mifid", "copies", "public_mifid", "public_rank"]
-TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device"}
+COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "swd_se",
+           "tied", "swd_finest", "swd_finest_se", "swd_floor", "swd_floor_se", "fid", "kid", "mifid", "copies",
+           "public_mifid", "public_rank"]
+TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device", "tied"}
 
 
 def collect(wd: Workdir) -> pd.DataFrame:
@@ -37,7 +38,10 @@ def _row(record: records.RunRecord) -> dict:
     row = {"run": record.title, "where": record.where, "arch": record.arch, "consumes": record.consumes,
            "resolution": record.resolution, "steps": record.steps,
            "train_seconds": record.train_seconds if record.where == "local" else None,  # a kernel's: on its card
-           "device": record.device, "swd": numbers["swd"], "fid": numbers["fid"], "kid": numbers["kid"],
+           "device": record.device, "swd": numbers["swd"], "swd_se": numbers["swd_se"],
+           "swd_finest": numbers["swd_finest"], "swd_finest_se": numbers["swd_finest_se"],
+           "swd_floor": numbers["swd_floor"], "swd_floor_se": numbers["swd_floor_se"], "fid": numbers["fid"],
+           "kid": numbers["kid"],
            "mifid": numbers["mifid"], "copies": numbers["copies"], "public_mifid": standing.get("public_mifid"),
            "public_rank": standing.get("rank"), KEY: record.name}
     if record.where == "baseline":
@@ -50,7 +54,17 @@ def _table(found: list[records.RunRecord]) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in TEXT_COLUMNS:  # numbers, with NaN (not None) where missing
             table[column] = pd.to_numeric(table[column], errors="coerce")
-    return table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
+    table = table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
+    table["tied"] = [i > 0 and _tied(table.iloc[i - 1], table.iloc[i]) for i in range(len(table))]
+    return table
+
+
+def _tied(above: pd.Series, row: pd.Series) -> bool:
+    """Whether a row ranked by SWD (no MiFID) is within the uncertainty of the row above it."""
+    if not (pd.isna(above["mifid"]) and pd.isna(row["mifid"])) or pd.isna(above["swd"]) or pd.isna(row["swd"]):
+        return False
+    se = [None if pd.isna(value) else value for value in (row["swd_se"], above["swd_se"])]
+    return records.compare(row["swd"], se[0], above["swd"], se[1]) == "tied"
 
 
 def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None = None) -> pd.DataFrame:
@@ -71,13 +85,75 @@ def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None 
         log(f"leaderboard: no trained runs in {wd.runs_root} yet")
     else:
         with pd.option_context("display.width", 200, "display.max_columns", None):
-            log(table[COLUMNS].to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+            log(_on_screen(table).to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}"))
+        if table["tied"].any():
+            log(TIE_NOTE)
     written = write_report(wd, table, out, log=log)
     images_kb = sum(path.stat().st_size for path in written["files"]) / 1024
     html_kb = written["html"].stat().st_size / 1024
     log(f"leaderboard: wrote {out / LEADERBOARD_CSV}, {written['markdown']} ({len(written['files'])} images in "
         f"{FILES_DIR}/, {images_kb:,.0f} KB) and {written['html']} ({html_kb:,.0f} KB, self-contained)")
     return table
+
+
+TIE_NOTE = (f"≈: level with the run above: their SWDs differ by less than {records.TIE_Z:g} standard errors of the "
+            "difference (± is the standard error over score.splits splits)")
+
+
+def _on_screen(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as a terminal shows it: SWDs with their ±, "≈" before a run level with the one above."""
+    shown = table[[c for c in COLUMNS if not c.endswith("_se") and c != "tied"]].copy()
+    for column in ("swd", "swd_finest", "swd_floor"):
+        shown[column] = [None if pd.isna(value) else ("≈ " if tied and column == "swd" else "")
+                         + records.plus_minus(value, se) for value, se, tied in
+                         zip(table[column], table[f"{column}_se"], table["tied"])]
+    return shown
+
+
+def compare(wd: Workdir, first: str, second: str) -> str:
+    """Which of two runs (names as the leaderboard shows them) is closer to the paintings by SWD, by how much and
+    how sure: paired over the same splits when both were scored over the same ones (the same halves of the
+    paintings and directions: their floors agree split by split), else from the two standard errors."""
+    a, b = _find(wd, first), _find(wd, second)
+    na, nb = a.scores, b.scores
+    if na["swd"] is None or nb["swd"] is None:
+        raise PainterError(f"{(a if na['swd'] is None else b).title} has no SWD yet: score it first (painter score)")
+    floors = [_dict_get(record.score, "floor_split_values") for record in (a, b)]
+    paired = na["swd_splits"] and nb["swd_splits"] and floors[0] and floors[0] == floors[1] \
+        and len(na["swd_splits"]) == len(nb["swd_splits"]) > 1
+    if paired:
+        differences = [x - y for x, y in zip(na["swd_splits"], nb["swd_splits"])]
+        difference = sum(differences) / len(differences)
+        se = (sum((d - difference) ** 2 for d in differences) / (len(differences) - 1) / len(differences)) ** 0.5
+        how = f"paired over the same {len(differences)} splits"
+    else:
+        difference = na["swd"] - nb["swd"]
+        se = ((na["swd_se"] or 0) ** 2 + (nb["swd_se"] or 0) ** 2) ** 0.5 if na["swd_se"] or nb["swd_se"] else None
+        how = "from the two scores' standard errors (not scored over the same splits)" if se else \
+            "no standard error known (a score from before painter measured one): the difference may be noise"
+    verdict = records.compare(difference, se, 0.0, None)
+    size = records.plus_minus(abs(difference), se, 2)
+    if verdict == "tied":
+        return (f"{a.title} and {b.title} are level: SWD {records.plus_minus(na['swd'], na['swd_se'], 2)} against "
+                f"{records.plus_minus(nb['swd'], nb['swd_se'], 2)}, a difference of {size}, within "
+                f"{records.TIE_Z:g} standard errors ({how}).")
+    ahead, behind = (a, b) if verdict == "ahead" else (b, a)
+    sure = f", {abs(difference) / se:.1f} standard errors" if se else ""
+    return (f"{ahead.title} is ahead of {behind.title} by {size} SWD{sure} ({how}): "
+            f"{records.plus_minus(na['swd'], na['swd_se'], 2)} against {records.plus_minus(nb['swd'], nb['swd_se'], 2)}.")
+
+
+def _dict_get(score: dict, key: str):
+    swd = score.get("swd")
+    return swd.get(key) if isinstance(swd, dict) else None
+
+
+def _find(wd: Workdir, name: str) -> records.RunRecord:
+    """The record a user names: a run (the one trained here before one pulled from Kaggle) or a baseline's title."""
+    found = [record for record in records.read_all(wd) if name in (record.name, record.title)]
+    if not found:
+        raise PainterError(f"no run named {name!r} in {wd.root}; `painter leaderboard` lists them")
+    return found[0]
 
 
 def public_leaderboard(api, log=print) -> pd.DataFrame:

@@ -16,6 +16,7 @@ them as one line.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,23 +87,49 @@ def _dict_or_none(value) -> dict | None:
 
 
 def score_numbers(report) -> dict:
-    """The numbers of a score.json (also of one written by an older painter), None where missing."""
+    """The numbers of a score.json (also of one written by an older painter), None where missing: an older
+    score has one SWD and no standard errors."""
     report = _dict(report)
     swd, inception = report.get("swd"), _dict(report.get("inception"))
-    return {"swd": swd.get("value") if isinstance(swd, dict) else swd,
-            "swd_floor": swd.get("floor") if isinstance(swd, dict) else None,
+    swd = swd if isinstance(swd, dict) else {"value": swd}
+    per_level, per_level_se = _dict(swd.get("per_level")), _dict(swd.get("per_level_se"))
+    finest = max(per_level, key=lambda level: int(level), default=None) if all(
+        level.isdigit() for level in per_level) else None
+    return {"swd": swd.get("value"), "swd_se": swd.get("se"), "swd_floor": swd.get("floor"),
+            "swd_floor_se": swd.get("floor_se"), "swd_finest": per_level.get(finest),
+            "swd_finest_se": per_level_se.get(finest), "swd_splits": swd.get("split_values"),
             "fid": inception.get("fid"), "kid": inception.get("kid"), "mifid": inception.get("mifid"),
             "copies": _dict(report.get("nearest")).get("n_copies"), "n_generated": report.get("n_generated")}
 
 
+# Two scores differ when their difference exceeds TIE_Z standard errors of it (about 95% for a normal error).
+TIE_Z = 2.0
+
+
+def compare(a: float, a_se: float | None, b: float, b_se: float | None) -> str:
+    """"ahead" when score `a` is lower (better) than `b` beyond the uncertainty of the difference, "behind"
+    when higher, else "tied". Scores without a standard error (an older score.json) count as exact."""
+    uncertainty = TIE_Z * ((a_se or 0.0) ** 2 + (b_se or 0.0) ** 2) ** 0.5
+    if abs(a - b) <= uncertainty:
+        return "tied"
+    return "ahead" if a < b else "behind"
+
+
+def plus_minus(value, se, digits: int = 1) -> str:
+    """"57.6 ± 0.8", or the value alone when it has no standard error; "-" for no value."""
+    if not _is_number(value):
+        return "-"
+    return f"{value:.{digits}f}" + (f" ± {se:.{digits}f}" if _is_number(se) else "")
+
+
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float))
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def summary_line(numbers: dict) -> str:
     """A score in one line, from the numbers of a score stamp or a kernel's record (swd, and
     swd_floor, photos_swd, fid, mifid where known): "SWD 41.234 (floor 24.210), FID 52.25, MiFID 58.50"."""
-    text = f"SWD {numbers['swd']:.3f}" if _is_number(numbers.get("swd")) else "no SWD"
+    text = f"SWD {plus_minus(numbers['swd'], numbers.get('swd_se'), 3)}" if _is_number(numbers.get("swd")) else "no SWD"
     labels = {"swd_floor": "floor", "photos_swd": "untouched photos"}
     notes = [f"{label} {numbers[key]:.3f}" for key, label in labels.items() if _is_number(numbers.get(key))]
     if notes:

@@ -29,46 +29,37 @@ from .images import COMPETITION_SIZE, read_jpegs, save_grid
 from .layout import NEAREST, SAMPLES, SCORE, Workdir
 from .metrics.inception import FeatureCache, Weights, find_weights, inception_scores
 from .metrics.nearest import nearest_pairs, save_pairs_png
-from .metrics.swd import sliced_wasserstein_distance
+from .metrics.swd import swd_with_floor as swd_over_splits
 from .devices import resolve_device
 
-VERSION = 3
+VERSION = 4  # 4: SWD over score.splits splits, with standard errors
 NEAREST_PAIRS = 8
 
 
-def swd_with_floor(real: torch.Tensor, fake: torch.Tensor, seed: int) -> dict:
-    """SWD of the generated images against the paintings, and the floor real paintings reach.
-
-    SWD depends on how many images each side holds, so both use halves of the paintings: the run's
-    value is the mean of two disjoint sets of generated images, each against one half, and the floor
-    is one half against the other. A run at the floor is as close to the paintings as paintings are.
-    """
-    rng = torch.Generator().manual_seed(seed)
-    n = min(len(real) // 2, len(fake))
-    if n < 2:
-        raise PainterError(f"SWD needs at least 4 paintings and 2 generated images ({len(real)} and {len(fake)} here)")
-    halves = torch.randperm(len(real), generator=rng)[:2 * n].to(real.device).view(2, n)
-    picked = torch.randperm(len(fake), generator=rng).to(fake.device)
-    fakes = picked[:2 * n].view(2, n) if len(fake) >= 2 * n else picked[:n].repeat(2, 1)
-    runs = [sliced_wasserstein_distance(real[halves[i]], fake[fakes[i]], seed=seed, progress=True) for i in (0, 1)]
-    floor = sliced_wasserstein_distance(real[halves[0]], real[halves[1]], seed=seed)
-    levels = runs[0]["swd_per_level"]
-    return {"value": (runs[0]["swd"] + runs[1]["swd"]) / 2,
-            "per_level": {k: (runs[0]["swd_per_level"][k] + runs[1]["swd_per_level"][k]) / 2 for k in levels},
-            "floor": floor["swd"], "floor_per_level": floor["swd_per_level"], "n_used": n}
+def swd_with_floor(real: torch.Tensor, fake: torch.Tensor, sc) -> dict:
+    """SWD against the paintings with its floor and standard errors, over score.splits splits (metrics.swd)."""
+    try:
+        return swd_over_splits(real, fake, sc.seed, sc.splits, progress=True)
+    except ValueError as exc:
+        raise PainterError(str(exc)) from None
 
 
 def summary_lines(report: dict) -> list[str]:
-    swd = report["swd"]
+    swd, numbers = report["swd"], records.score_numbers(report)
     levels = ", ".join(f"{k}px {v:.2f}" for k, v in swd["per_level"].items())
     lines = [f"score: {report['run']}: {report['n_scored']} of {report['n_generated']} generated images "
              f"vs {report['n_reference']} paintings",
-             f"  SWD    {swd['value']:9.3f}   (x1e3, lower is better; floor {swd['floor']:.3f} = paintings vs "
-             f"paintings; {swd['n_used']} vs {swd['n_used']} images; per level {levels})"]
+             f"  SWD    {records.plus_minus(numbers['swd'], numbers['swd_se'], 3):>17}   (x1e3, lower is better; "
+             f"the mean of {swd['splits']} splits ± its standard error; floor "
+             f"{records.plus_minus(numbers['swd_floor'], numbers['swd_floor_se'], 3)} = paintings vs paintings; "
+             f"{swd['n_used']} vs {swd['n_used']} images a split; per level {levels})"]
     baseline = report.get("photos_baseline")
     if baseline:
-        verdict = "beats" if swd["value"] < baseline["swd"] else "does not beat"
-        lines.append(f"         {'':9}   the untouched photos score {baseline['swd']:.3f}: this run {verdict} them")
+        photos = records.plus_minus(baseline["swd"], baseline.get("swd_se"), 3)
+        verdict = {"ahead": "beats them", "behind": "does not beat them",
+                   "tied": "is level with them (the difference is within the uncertainty)"}[
+            records.compare(numbers["swd"], numbers["swd_se"], baseline["swd"], baseline.get("swd_se"))]
+        lines.append(f"         {'':17}   the untouched photos score {photos}: this run {verdict}")
     inc = report["inception"]
     if inc["computed"]:
         features = inc["features"]
@@ -96,7 +87,7 @@ def score_images(fake: torch.Tensor, names: list[str], real: torch.Tensor, real_
                  real_cache: FeatureCache, real_key: dict, fake_cache: FeatureCache | None, fake_key: dict) -> dict:
     """The score report of uint8 256 px images `fake` (files `names`) against the paintings `real` (`real_names`):
     SWD with its floor, the copy check (nearest.png in `out`), FID/KID/MiFID when `weights`."""
-    swd = swd_with_floor(real, fake, sc.seed)
+    swd = swd_with_floor(real, fake, sc)
     nearest = nearest_pairs(real, fake, top=NEAREST_PAIRS)
     nearest["closest"] = [{**pair, "fake_file": names[pair["fake"]], "real_file": real_names[pair["real"]]}
                           for pair in nearest["closest"]]
@@ -114,8 +105,8 @@ def score_images(fake: torch.Tensor, names: list[str], real: torch.Tensor, real_
 def headline(report: dict) -> dict:
     """The numbers a score stamp carries."""
     numbers = records.score_numbers(report)
-    return {"swd": numbers["swd"], "swd_floor": numbers["swd_floor"], "fid": numbers["fid"], "mifid": numbers["mifid"],
-            "near_copies": numbers["copies"]}
+    return {"swd": numbers["swd"], "swd_se": numbers["swd_se"], "swd_floor": numbers["swd_floor"],
+            "fid": numbers["fid"], "mifid": numbers["mifid"], "near_copies": numbers["copies"]}
 
 
 def seeded_sample(files: list[Path], count: int, seed: int) -> list[Path]:

@@ -311,7 +311,7 @@ def test_pull_checks_then_replaces_the_submission_and_registers_the_run(painter,
     info = json.loads((folder / "kernel.json").read_text())
     assert {k: info[k] for k in ("kernel", "version", "gpu", "run")} == {"kernel": ref, "version": 1, "gpu": "t4",
                                                                          "run": RUN}
-    assert info["score"] == {"swd": 41.5, "fid": 60.25, "kid": 0.02, "mifid": 61.0, "near_copies": 0,
+    assert info["score"] == {"swd": 41.5, "swd_se": None, "fid": 60.25, "kid": 0.02, "mifid": 61.0, "near_copies": 0,
                              "n_generated": 7000}
     assert info["config"] == load_config(DEMO[1], ["train.steps=7"]).to_dict() and "pulled" in info
     assert info["train"] == {"arch": "dcgan", "steps": 7}

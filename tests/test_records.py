@@ -80,14 +80,31 @@ def test_an_unscored_run_has_no_score(tmp_path):
 
 
 def test_score_numbers_and_the_summary_line():
-    numbers = records.score_numbers(score(41.0, fid=50.0, kid=0.01, mifid=55.0))
-    assert numbers == {"swd": 41.0, "swd_floor": 24.5, "fid": 50.0, "kid": 0.01, "mifid": 55.0, "copies": 1,
-                       "n_generated": 7000}
+    old = records.score_numbers(score(41.0, fid=50.0, kid=0.01, mifid=55.0))  # one SWD, as painter wrote before
+    assert old == {"swd": 41.0, "swd_se": None, "swd_floor": 24.5, "swd_floor_se": None, "swd_finest": None,
+                   "swd_finest_se": None, "swd_splits": None, "fid": 50.0, "kid": 0.01, "mifid": 55.0, "copies": 1,
+                   "n_generated": 7000}
+    split = score(41.0)
+    split["swd"].update(se=0.8, floor_se=0.4, split_values=[40.0, 42.0], per_level={"16": 80.0, "256": 60.0, "32": 9.0},
+                        per_level_se={"16": 2.0, "256": 1.5, "32": 0.1})
+    numbers = records.score_numbers(split)
+    assert (numbers["swd_se"], numbers["swd_floor_se"], numbers["swd_splits"]) == (0.8, 0.4, [40.0, 42.0])
+    assert (numbers["swd_finest"], numbers["swd_finest_se"]) == (60.0, 1.5)  # the 256 px level, not the last key
+    assert records.summary_line(numbers) == "SWD 41.000 ± 0.800 (floor 24.500)"
+    numbers = old
     assert records.score_numbers({"swd": 12.0})["swd"] == 12.0 and records.score_numbers(None)["swd"] is None
     assert records.summary_line({**numbers, "photos_swd": 30.0}) == \
         "SWD 41.000 (floor 24.500; untouched photos 30.000), FID 50.00, MiFID 55.00"
     assert records.summary_line({"swd": 41.0, "fid": None, "mifid": None}) == "SWD 41.000"
     assert records.summary_line({"swd": None}) == "no SWD"
+
+
+def test_two_scores_are_tied_within_two_standard_errors_of_their_difference():
+    assert records.compare(50.0, 1.0, 52.0, 1.0) == "tied"  # 2 < 2 * 1.41
+    assert records.compare(50.0, 1.0, 53.0, 1.0) == "ahead" and records.compare(53.0, 1.0, 50.0, 1.0) == "behind"
+    assert records.compare(50.0, None, 50.5, None) == "ahead"  # older scores, no error known: taken as exact
+    assert records.plus_minus(57.61, 0.83) == "57.6 ± 0.8" and records.plus_minus(57.61, None) == "57.6"
+    assert records.plus_minus(float("nan"), 0.8) == "-" and records.plus_minus(57.61, float("nan")) == "57.6"
 
 
 def test_lock_files_beside_the_folders_are_not_runs(tmp_path):

@@ -582,3 +582,67 @@ def matplotlib_hex(rgba) -> str:
     import matplotlib.colors
 
     return matplotlib.colors.to_hex(rgba)
+
+
+def test_runs_within_the_uncertainty_of_the_one_above_are_marked_level(tmp_path):
+    """SWDs with standard errors: a run, the photos and a run level with it are marked ≈ on screen, in the CSV,
+    the Markdown and the HTML; a run far behind is not; the finest level stands beside the mean."""
+    root = tmp_path / "work"
+
+    def with_error(swd: float, se: float) -> dict:
+        score = score_json(swd)
+        score["swd"].update(se=se, floor_se=0.4, per_level={"256": swd + 20, "16": swd - 20},
+                            per_level_se={"256": se * 2, "16": se})
+        return {**score, "photos_baseline": {"name": PHOTOS, "swd": 52.0, "swd_se": 2.0}}
+
+    for name, swd, se in (("cut", 50.0, 1.0), ("fastcut", 51.0, 1.0), ("dcgan", 60.0, 1.0)):
+        local_run(root, name, arch=name, resolution=256, steps=100, score=with_error(swd, se))
+    baseline_folder(root, PHOTOS, 52.0)
+    photos = json.loads((root / "baselines" / PHOTOS / "score.json").read_text())
+    photos["swd"].update(se=2.0, floor_se=0.4)
+    write_json(root / "baselines" / PHOTOS / "score.json", photos)
+    lines = []
+    table = leaderboard.run(Workdir(root), log=lines.append, out=tmp_path / "out")
+
+    assert list(table["run"]) == ["cut", "fastcut", "untouched photos of ../shared/data", "dcgan"]
+    assert list(table["tied"]) == [False, True, True, False]  # 1 < 2*1.4; 1 < 2*2.2; 8 > 2*2.2
+    screen = lines[0].splitlines()
+    assert "≈ 51.0 ± 1.0" in screen[2] and "≈ 52.0 ± 2.0" in screen[3] and "≈" not in screen[1] + screen[4]
+    assert "71.0 ± 2.0" in screen[2] and "24.2 ± 0.4" in screen[1]  # the finest level and the floor, with theirs
+    assert any(line.startswith("≈: level with the run above") for line in lines)
+    csv = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert list(csv["tied"]) == [False, True, True, False] and list(csv["swd_se"]) == [1.0, 1.0, 2.0, 1.0]
+
+    md = md_table((tmp_path / "out" / "leaderboard.md").read_text())
+    assert [row["SWD"].strip("*") for row in md] == ["50 ± 1", "≈ 51 ± 1", "≈ 52 ± 2", "60 ± 1"]  # photos: italics
+    assert [row["SWD, finest level"].strip("*") for row in md] == ["70 ± 2", "71 ± 2", "-", "80 ± 2"]
+    page = parse_html((tmp_path / "out" / "leaderboard.html").read_text())
+    assert [row["SWD"] for row in html_table(page)] == ["50 ± 1", "≈ 51 ± 1", "≈ 52 ± 2", "60 ± 1"]
+    text = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "SWD of one half of the paintings against the other: 24.21 ± 0.40" in text
+    assert ("0 of 3 runs score below the untouched photos (SWD 52 ± 2) beyond the uncertainty; 2 are level with "
+            "them: none is surely closer to Monet") in md_unescape(text)  # 50 ± 1 and 51 ± 1 against 52 ± 2
+
+
+def test_compare_says_which_run_is_ahead_paired_over_the_same_splits(tmp_path, painter):
+    import torch
+
+    from pipeline.metrics.swd import swd_with_floor
+
+    g = torch.Generator().manual_seed(0)
+    smooth = lambda n: (torch.nn.functional.interpolate(  # noqa: E731
+        torch.rand(n, 3, 8, 8, generator=g), size=32, mode="bilinear") * 255).to(torch.uint8)
+    real, close, noise = smooth(40), smooth(40), torch.randint(0, 256, (40, 3, 32, 32), generator=g, dtype=torch.uint8)
+    root = tmp_path / "work"
+    for name, images, seed in (("close", close, 0), ("again", close, 0), ("noise", noise, 0), ("other", noise, 5)):
+        local_run(root, name, arch="dcgan", resolution=32, steps=10,
+                  score={**score_json(0.0), "swd": swd_with_floor(real, images, seed, splits=4)})
+    compare = lambda a, b: painter("leaderboard", "--workdir", str(root), "--compare", a, b).output  # noqa: E731
+
+    assert compare("noise", "close").startswith("close is ahead of noise by ")
+    assert "standard errors (paired over the same 4 splits)" in compare("noise", "close")
+    assert compare("close", "again").startswith("close and again are level: ")  # the same images, the same splits
+    assert "(not scored over the same splits)" in compare("close", "other")  # another scorer seed: unpaired
+    assert not (root / "leaderboard.csv").exists()  # a comparison writes nothing
+    missing = painter("leaderboard", "--workdir", str(root), "--compare", "close", "nope", ok=False)
+    assert missing.exit_code != 0 and "no run named 'nope'" in missing.output

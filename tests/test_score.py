@@ -68,7 +68,7 @@ def test_a_planted_copy_of_a_training_painting_is_flagged(painter, tmp_path, mon
 def test_swd_comes_with_a_floor_on_the_same_terms():
     import torch
 
-    from pipeline.score import swd_with_floor
+    from pipeline.metrics.swd import swd_with_floor
 
     g = torch.Generator().manual_seed(0)
     smooth = torch.nn.functional.interpolate(torch.rand(40, 3, 8, 8, generator=g), size=64, mode="bilinear")

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from pipeline.metrics.swd import (_laplacian_pyramid, _patches, _pyramid_matrices,
-                                  _sliced_wasserstein, sliced_wasserstein_distance)
+from pipeline.metrics.swd import (PATCHES_PER_IMAGE, _directions, _gap, _laplacian_pyramid, _patches, _Patches,
+                                  _pyramid_matrices, _sorted, sliced_wasserstein_distance, swd_with_floor)
 
 from .conftest import SHARED_DATA
 
@@ -88,10 +88,25 @@ def test_per_channel_normalisation_ignores_contrast_and_brightness(halves, real_
 def test_sliced_wasserstein_core():
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(4000, 147, generator=gen)
+    dirs = _directions(512, gen)
+    project = lambda x: _sorted(dirs @ x.T)  # noqa: E731
     # Sorting makes the distance blind to sample order...
-    assert _sliced_wasserstein(a, a[torch.randperm(4000, generator=gen)], gen) == 0.0
+    assert _gap(project(a), project(a[torch.randperm(4000, generator=gen)])) == 0.0
     # ...and for unit directions d.a ~ N(0, 1), so W1(N(0,1), N(0,4)) = E|X| = sqrt(2 / pi).
-    assert _sliced_wasserstein(a, 2 * a, gen) == pytest.approx(np.sqrt(2 / np.pi), rel=0.02)
+    assert _gap(project(a), project(2 * a)) == pytest.approx(np.sqrt(2 / np.pi), rel=0.02)
+
+
+def test_normalising_folded_into_the_directions_equals_normalising_the_patches():
+    """Each set is normalised per colour channel by its own mean and std; projecting the raw patches on
+    rescaled directions gives the same numbers without a normalised copy of them."""
+    gen = torch.Generator().manual_seed(1)
+    raw = torch.rand(6 * PATCHES_PER_IMAGE, 3, 49, generator=gen) * torch.tensor([200.0, 50.0, 5.0]).view(1, 3, 1)
+    images = torch.tensor([4, 1, 3])
+    rows = raw.view(6, PATCHES_PER_IMAGE, 3, 49)[images].reshape(-1, 3, 49)
+    std, mean = torch.std_mean(rows, dim=(0, 2), correction=0, keepdim=True)
+    dirs = _directions(16, gen)
+    expected = dirs @ ((rows - mean) / std).flatten(1).T
+    assert torch.allclose(_Patches([raw]).projections(0, images, dirs), expected, atol=1e-3)
 
 
 @needs_data
@@ -203,3 +218,34 @@ def test_cuda_matches_cpu():
     cuda = sliced_wasserstein_distance(real.cuda(), fake.cuda())
     for level, value in cpu["swd_per_level"].items():
         assert cuda["swd_per_level"][level] == pytest.approx(value, rel=1e-2)
+
+
+@pytest.fixture(scope="module")
+def photos() -> torch.Tensor:
+    files = sorted((SHARED_DATA / "photo_jpg").glob("*.jpg"))[:600]
+    return _to_tensor([Image.open(f).convert("RGB").resize((SIZE, SIZE), Image.Resampling.BOX) for f in files])
+
+
+@needs_data
+def test_the_standard_error_shrinks_as_the_splits_grow(paintings, photos):
+    """The photos against the paintings: more splits draw more of the photos and more halvings of the paintings,
+    so their mean is surer; the splits share the directions, so they cost about what one split does."""
+    real = _to_tensor(paintings)
+    two, sixteen = swd_with_floor(real, photos, 0, splits=2), swd_with_floor(real, photos, 0, splits=16)
+    assert sixteen["se"] < two["se"] / 2 and sixteen["floor_se"] < two["floor_se"]
+    assert len(sixteen["split_values"]) == 16 and sixteen["value"] == pytest.approx(np.mean(sixteen["split_values"]))
+    assert abs(sixteen["value"] - two["value"]) < 3 * (sixteen["se"] ** 2 + two["se"] ** 2) ** 0.5
+    assert swd_with_floor(real, photos, 0, splits=1)["se"] is None  # one split: no spread to measure
+
+
+@needs_data
+def test_a_run_scored_under_two_seeds_is_tied_with_itself_and_far_runs_are_not(paintings, photos):
+    from pipeline.records import compare
+
+    real = _to_tensor(paintings)
+    blurred = _to_tensor([p.filter(ImageFilter.GaussianBlur(2)) for p in paintings])
+    a, b = swd_with_floor(real, photos, 0), swd_with_floor(real, photos, 1)
+    assert a["value"] != b["value"] and compare(a["value"], a["se"], b["value"], b["se"]) == "tied"
+    blur = swd_with_floor(real, blurred, 0)
+    assert compare(a["value"], a["se"], blur["value"], blur["se"]) == "ahead"  # photos: closer than blur
+    assert compare(blur["value"], blur["se"], a["value"], a["se"]) == "behind"

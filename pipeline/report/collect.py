@@ -54,8 +54,21 @@ class RunView:
         return self.row.get("swd")
 
     @property
+    def swd_se(self) -> float | None:
+        return _number(self.row.get("swd_se"))
+
+    @property
+    def tied(self) -> bool:
+        """Level with the run above it: the difference is within the uncertainty (leaderboard)."""
+        return bool(self.row.get("tied"))
+
+    @property
     def floor(self) -> float | None:
         return _number(records.score_numbers(self.score)["swd_floor"])
+
+    @property
+    def floor_se(self) -> float | None:
+        return _number(records.score_numbers(self.score)["swd_floor_se"])
 
     @property
     def baseline(self) -> bool:

@@ -161,7 +161,7 @@ def render_html(views: list[RunView], found: dict[float, list[str]], images: dic
         parts += [_tiles(views, found), '<section id="ranking"><h2>Ranking</h2>', _html_table(views),
                   *(['<div class="photos-note">' + "".join(f"<p>{_e(s)}</p>" for s in photos) + "</div>"]
                     if photos else []),
-                  '<div class="floor-note">' + "".join(f"<p>{_e(s)}</p>" for s in floor_sentences(found)) + "</div>",
+                  '<div class="floor-note">' + "".join(f"<p>{_e(s)}</p>" for s in floor_sentences(found, views)) + "</div>",
                   f'<p class="note">{_e(NUMBERS_NOTE + translation_note(views))}</p></section>',
                   '<section id="charts"><h2>Training and final scores</h2><div class="charts">']
         if "chart-eval-vs-step.png" in images:

@@ -39,7 +39,7 @@ def render_markdown(views: list[RunView], found: dict[float, list[str]], images:
         lines.append("| " + " | ".join(cells) + " |")
     photos = baseline_sentences(views)
     lines += ["", *([" ".join(_md(s) for s in photos), ""] if photos else []),
-              *(_md(s) for s in floor_sentences(found)), "", NUMBERS_NOTE + translation_note(views), ""]
+              *(_md(s) for s in floor_sentences(found, views)), "", NUMBERS_NOTE + translation_note(views), ""]
     if "chart-eval-vs-step.png" in images:
         lines += ["## Evaluation during training", "", f"![SWD vs training step]({FILES_DIR}/chart-eval-vs-step.png)",
                   "", eval_caption(views), ""]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from .. import records
 from .collect import RunView, _number, baselines
 
 
@@ -15,6 +16,15 @@ def _fmt(value) -> str:
     if value is None:
         return "-"
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def _fmt_se(value, se) -> str:
+    """A value with its standard error: "57.6 ± 0.8" (the error in the value's last shown decimal place)."""
+    text = _fmt(value)
+    if se is None:
+        return text
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return f"{text} ± {se:.{decimals}f}"
 
 
 def _int(value) -> str | None:
@@ -68,7 +78,10 @@ COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
      else f"{_int(v.row.get('resolution'))} px"),
     ("steps", "steps", True, lambda v: _int(v.row.get("steps"))),
     ("train_time", "train time", True, lambda v: duration(v.row.get("train_seconds"))),
-    ("swd", "SWD", True, lambda v: None if v.swd is None else _fmt(v.swd)),
+    ("swd", "SWD", True, lambda v: None if v.swd is None else ("≈ " if v.tied else "") + _fmt_se(v.swd, v.swd_se)),
+    ("swd_finest", "SWD, finest level", True,
+     lambda v: None if _number(v.row.get("swd_finest")) is None
+     else _fmt_se(v.row["swd_finest"], _number(v.row.get("swd_finest_se")))),
     ("fid", "FID", True, lambda v: None if _number(v.row.get("fid")) is None else _fmt(v.row["fid"])),
     ("kid", "KID", True, lambda v: None if _number(v.row.get("kid")) is None else _fmt(v.row["kid"])),
     ("mifid", "MiFID", True, lambda v: None if _number(v.row.get("mifid")) is None else _fmt(v.row["mifid"])),
@@ -120,14 +133,19 @@ def provenance(views: list[RunView], machine: str | None = None) -> str | None:
     return "Runs from " + "; ".join(parts) + beside + "."
 
 
-def floor_sentences(found: dict[float, list[str]]) -> list[str]:
+def floor_sentences(found: dict[float, list[str]], views: list[RunView]) -> list[str]:
     if not found:
         return ["No real-vs-real SWD floor in the runs' scores (they were scored before painter recorded it)."]
+    errors = {v.floor: v.floor_se for v in views if v.floor is not None}
+
+    def floor(value: float) -> str:
+        return _fmt_se(value, errors.get(value))
+
     if len(found) == 1:
         value = next(iter(found))
-        return [f"SWD of one half of the paintings against the other: {_fmt(value)}; a run at the floor is as "
+        return [f"SWD of one half of the paintings against the other: {floor(value)}; a run at the floor is as "
                 "close to the paintings as real paintings are."]
-    each = "; ".join(f"{_fmt(value)} for {', '.join(runs)}" for value, runs in sorted(found.items()))
+    each = "; ".join(f"{floor(value)} for {', '.join(runs)}" for value, runs in sorted(found.items()))
     return ["The runs' floors differ: SWD's floor depends on the paintings and on how many images each side "
             "compares (half the paintings, or fewer when a run has fewer images, as a small photo set).",
             f"SWD of one half of the paintings against the other, per run: {each}; a run at its floor is as "
@@ -143,29 +161,40 @@ def _beside(view: RunView, photos: RunView) -> bool:
 
 
 def baseline_sentences(views: list[RunView]) -> list[str]:
-    """Per baseline, how many scored runs are closer to the paintings (lower SWD) than the photos."""
+    """Per baseline, how many scored runs are closer to the paintings (lower SWD, beyond the uncertainty) than
+    the photos, and how many are level with them."""
     photos = baselines(views)
     sentences = []
     for base in photos:
-        what = ("the " + base.title if len(photos) > 1 else "the untouched photos") + f" (SWD {_fmt(base.swd)})"
+        what = ("the " + base.title if len(photos) > 1 else "the untouched photos") + \
+            f" (SWD {_fmt_se(base.swd, base.swd_se)})"
         runs = [v for v in views if not v.baseline and v.swd is not None and _beside(v, base)]
         if not runs:
             sentences.append(f"No scored run to compare with {what}, the baseline to beat.")
             continue
-        beat = sum(v.swd < base.swd for v in runs)
+        verdicts = [records.compare(v.swd, v.swd_se, base.swd, base.swd_se) for v in runs]
+        beat, level = verdicts.count("ahead"), verdicts.count("tied")
         verb = "scores" if beat == 1 or (beat == 0 and len(runs) == 1) else "score"
-        text = f"{beat} of {len(runs)} run{'s' * (len(runs) != 1)} {verb} below {what}: "
+        text = f"{beat} of {len(runs)} run{'s' * (len(runs) != 1)} {verb} below {what}"
         if beat:
-            text += "closer to Monet than the photos themselves."
+            text += ": closer to Monet than the photos themselves."
+            if level:
+                text += f" {level} more {'is' if level == 1 else 'are'} level with them within the uncertainty."
+        elif level:
+            text += (f" beyond the uncertainty; {level} {'is' if level == 1 else 'are'} level with them: none is "
+                     "surely closer to Monet than the photos themselves.")
         else:
-            text += "submitting the photos themselves would be closer to Monet."
+            text += ": submitting the photos themselves would be closer to Monet."
         sentences.append(text)
     return sentences
 
 
 NUMBERS_NOTE = ("Lower is better for every number: SWD (×10³, sliced Wasserstein distance on Laplacian-pyramid "
                 "patches), FID, KID and MiFID (Kaggle's metric) against the Monet paintings; copies are generated "
-                "images that are near-copies of a painting.")
+                "images that are near-copies of a painting. SWD is the mean over independent splits ± its standard "
+                "error; ≈ marks a run level with the one above it (the two differ by less than "
+                f"{records.TIE_Z:g} standard errors of the difference). The finest level (256 px) is where blur "
+                "shows: a run can win the mean on overall colour alone.")
 
 
 def translation_note(views: list[RunView]) -> str:
@@ -197,9 +226,11 @@ def card_facts(view: RunView) -> list[tuple[str, str, str | None]]:
                                   "must score below them to be worth submitting", None))
     swd = view.score.get("swd") if isinstance(view.score.get("swd"), dict) else {}
     if view.swd is not None:
-        text = _fmt(view.swd)
+        text = _fmt_se(view.swd, view.swd_se)
         if view.floor:
-            text += f" ({view.swd / view.floor:.2f}× the floor of {_fmt(view.floor)})"
+            text += f" ({view.swd / view.floor:.2f}× the floor of {_fmt_se(view.floor, view.floor_se)})"
+        if _number(swd.get("splits")) is not None and swd["splits"] > 1:
+            text += f", the mean of {_int(swd['splits'])} splits ± its standard error"
         if _number(swd.get("n_used")) is not None:
             text += f", sets of {_int(swd['n_used'])} images"
         facts.append(("SWD", text, None))
