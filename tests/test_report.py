@@ -620,6 +620,11 @@ def test_runs_within_the_uncertainty_of_the_one_above_are_marked_level(tmp_path)
     assert [row["SWD"] for row in html_table(page)] == ["50 ± 1", "≈ 51 ± 1", "≈ 52 ± 2", "60 ± 1"]
     text = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "SWD of one half of the paintings against the other: 24.21 ± 0.40" in text
+    with Image.open(tmp_path / "out" / "leaderboard_files" / "chart-swd-levels.png") as chart:  # the profiles
+        assert chart.format == "PNG" and chart.width > 400
+    assert "](leaderboard_files/chart-swd-levels.png)" in text and "chart-swd-levels.png" not in \
+        (tmp_path / "out" / "leaderboard.html").read_text()  # embedded there, not linked
+    assert "SWD per pyramid level" in (tmp_path / "out" / "leaderboard.html").read_text()
     assert ("0 of 3 runs score below the untouched photos (SWD 52 ± 2) beyond the uncertainty; 2 are level with "
             "them: none is surely closer to Monet") in md_unescape(text)  # 50 ± 1 and 51 ± 1 against 52 ± 2
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..plots import figure_png, losses_png
 from .collect import RunView, _number, baselines
+from ..records import TIE_Z
 from .text import _fmt
 
 GRID_MAX_WIDTH = 530    # an 8x8 grid of 64 px samples (8 * 66 + 2 px) stays pixel-exact
@@ -135,6 +136,7 @@ def chart_final_swd(views: list[RunView], found: dict[float, list[str]]) -> byte
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 1.0 * len(scored)), 3.8))
     positions = range(len(scored))
     bars = ax.bar(positions, [v.swd for v in scored], width=0.65,
+                  yerr=[TIE_Z * (v.swd_se or 0.0) for v in scored], error_kw={"elinewidth": 1, "capsize": 3},
                   color=[PHOTOS_FILL if v.baseline else BEST_COLOUR if v is best else OTHER_COLOUR for v in scored])
     for bar, view in zip(bars, scored):
         if view.baseline:
@@ -154,6 +156,43 @@ def chart_final_swd(views: list[RunView], found: dict[float, list[str]]) -> byte
     ax.set_title("final SWD against the paintings", fontsize=10)
     fig.tight_layout()
     return _figure_png(fig)
+
+
+def chart_swd_levels(views: list[RunView]) -> bytes | None:
+    """Every scored run's SWD per Laplacian-pyramid level, from the finest (256 px: brushwork, where blur
+    shows) to the coarsest (16 px: overall colour and tone), against the floor's and the photos' profiles."""
+    profiles = [(v, levels) for v in views if (levels := _levels(v.score, "per_level"))]
+    if not profiles:
+        return None
+    colours = _colours(views)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for view, levels in profiles:
+        style = dict(color=PHOTOS_COLOUR, linestyle=":", linewidth=1.8) if view.baseline else \
+            dict(color=colours[view.slug], linewidth=1.4)
+        ax.plot(range(len(levels)), list(levels.values()), marker="o", markersize=3,
+                label=_mpl_text(view.label, 40), **style)
+    floor = next((levels for v, _ in profiles if (levels := _levels(v.score, "floor_per_level"))), None)
+    if floor:
+        ax.plot(range(len(floor)), list(floor.values()), color=FLOOR_COLOUR, linestyle="--", linewidth=1.2,
+                label="real-vs-real floor")
+    names = list(max((levels for _, levels in profiles), key=len))
+    ax.set_xticks(range(len(names)), [f"{name} px" for name in names], fontsize=8)
+    ax.set_xlabel("pyramid level: finest detail on the left, overall colour on the right", fontsize=8)
+    ax.set_ylabel("SWD (×10³, lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("SWD per pyramid level", fontsize=10)
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
+def _levels(score: dict, key: str) -> dict[str, float]:
+    """{"256": value, ..., "16": value} of score.json's swd, finest first; {} when missing or malformed."""
+    swd = score.get("swd") if isinstance(score.get("swd"), dict) else {}
+    levels = swd.get(key) if isinstance(swd.get(key), dict) else {}
+    if not levels or not all(str(k).isdigit() and _number(v) is not None for k, v in levels.items()):
+        return {}
+    return {k: float(levels[k]) for k in sorted(levels, key=int, reverse=True)}
 
 
 def _losses_from_metrics(metrics_csv: Path, title: str) -> bytes | None:
@@ -178,7 +217,8 @@ def build_images(views: list[RunView], found: dict[float, list[str]]) -> dict[st
         return True
 
     for name, data in (("chart-eval-vs-step.png", chart_eval_curves(views, found)),
-                       ("chart-final-swd.png", chart_final_swd(views, found))):
+                       ("chart-final-swd.png", chart_final_swd(views, found)),
+                       ("chart-swd-levels.png", chart_swd_levels(views))):
         add(name, data, PLOT_MAX_WIDTH * 2)  # drawn at their size already; only palette-compressed
     for view in views:
         for role in ("samples", "losses", "nearest"):

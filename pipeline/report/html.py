@@ -6,7 +6,7 @@ import base64
 import html  # the standard library's: imports are absolute
 
 from .collect import RunView, baselines, best_run
-from .text import (NUMBERS_NOTE, _fmt, baseline_sentences, caption, card_facts, card_subtitle, eval_caption,
+from .text import (LEVELS_CAPTION, NUMBERS_NOTE, _fmt, baseline_sentences, caption, card_facts, card_subtitle, eval_caption,
                    final_swd_caption, floor_sentences, provenance, ranking, translation_note)
 
 CSS = """
@@ -172,6 +172,9 @@ def render_html(views: list[RunView], found: dict[float, list[str]], images: dic
         if "chart-final-swd.png" in images:
             parts.append(f"<figure>{_img(images, 'chart-final-swd.png', 'final SWD per run')}"
                          f"<figcaption>{_e(final_swd_caption(views))}</figcaption></figure>")
+        if "chart-swd-levels.png" in images:
+            parts.append(f"<figure>{_img(images, 'chart-swd-levels.png', 'SWD per pyramid level')}"
+                         f"<figcaption>{_e(LEVELS_CAPTION)}</figcaption></figure>")
         best = best_run(views)
         parts += ["</div></section>", '<section id="runs"><h2>Runs</h2>',
                   *(_html_card(view, images, best) for view in views), "</section>"]

@@ -6,7 +6,7 @@ import html
 import re
 
 from .collect import RunView, best_run
-from .text import (NUMBERS_NOTE, baseline_sentences, caption, card_facts, card_subtitle, eval_caption,
+from .text import (LEVELS_CAPTION, NUMBERS_NOTE, baseline_sentences, caption, card_facts, card_subtitle, eval_caption,
                    final_swd_caption, floor_sentences, provenance, ranking, translation_note)
 
 FILES_DIR = "leaderboard_files"  # beside leaderboard.md, which links its images there
@@ -46,9 +46,11 @@ def render_markdown(views: list[RunView], found: dict[float, list[str]], images:
     else:
         lines += ["## Evaluation during training", "", "No run evaluated its generator during training.", ""]
     if "chart-final-swd.png" in images:
-        lines += ["## Final SWD", "", f"![final SWD per run]({FILES_DIR}/chart-final-swd.png)", ""]
-        if photos:  # the plain chart needs no words; the baseline's bar and line do
-            lines += [final_swd_caption(views), ""]
+        lines += ["## Final SWD", "", f"![final SWD per run]({FILES_DIR}/chart-final-swd.png)", "",
+                  final_swd_caption(views), ""]
+    if "chart-swd-levels.png" in images:
+        lines += ["## SWD per level", "", f"![SWD per pyramid level]({FILES_DIR}/chart-swd-levels.png)", "",
+                  LEVELS_CAPTION, ""]
     lines += ["## Runs", ""]
     for view in views:
         lines += [f"### {view.rank}. {_md(view.label)}", "", _md(card_subtitle(view)), ""]

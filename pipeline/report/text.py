@@ -213,9 +213,15 @@ def eval_caption(views: list[RunView]) -> str:
 
 
 def final_swd_caption(views: list[RunView]) -> str:
-    return "Final SWD of each scored run; the dashed line is the real-vs-real floor." + (
+    return "Final SWD of each scored run (whiskers: ± 2 standard errors); the dashed line is the real-vs-real floor." + (
         " The hatched bar and the dotted line are the untouched photos: the baseline to beat." if baselines(views)
         else "")
+
+
+LEVELS_CAPTION = ("SWD per pyramid level. The finest level (256 px) holds the brushwork, and blur shows there; "
+                  "the coarsest (16 px) holds overall colour and tone. A run can win the mean on colour alone, so "
+                  "read a profile against the dashed floor (as close as real paintings get) and the photos' dotted "
+                  "line.")
 
 
 def card_facts(view: RunView) -> list[tuple[str, str, str | None]]:
