@@ -90,7 +90,11 @@ def stage_options(func):
         cfg = load_config(config_path, with_source(overrides, source))
         for key in ignored_overrides(cfg, overrides):
             click.echo(f"warning: --set {key} is ignored: this run's model.arch is {cfg.model.arch}", err=True)
-        return func(cfg=cfg, wd=Workdir(workdir), force=force, **kwargs)
+        runs = cfg.seed_runs()  # run.seeds: the command for each seed's run in turn
+        if len(runs) > 1:
+            click.echo(f"{cfg.run.name}: run.seeds {list(cfg.run.seeds)}: the runs {', '.join(r.run.name for r in runs)}")
+        for one in runs:
+            func(cfg=one, wd=Workdir(workdir), force=force, **kwargs)
     return wrapper
 
 
@@ -262,10 +266,13 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple
               help="Minutes of training steps per run, instead of an image budget.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the report (leaderboard.md, .html, .csv); default: the workdir.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train each setting with N training seeds (0..N-1), each its own run; the leaderboard shows a "
+                   "setting's seeds as one row with their mean and spread.")
 @workdir_option
 @click.option("--force", is_flag=True, help="Re-train, re-generate and re-score every run of the sweep.")
 @inception_option
-def sweep(overrides, source, archs, diffaugment, budget_images, budget_minutes, report_dir, workdir, force,
+def sweep(overrides, source, archs, diffaugment, budget_images, budget_minutes, seeds, report_dir, workdir, force,
           inception_weights):
     """Train architectures x DiffAugment on one dataset under an equal budget; generate, score, rank.
 
@@ -284,8 +291,8 @@ def sweep(overrides, source, archs, diffaugment, budget_images, budget_minutes, 
     if budget_images is None and budget_minutes is None:
         budget_images = 100_000
     augment = {"both": [False, True], "off": [False], "on": [True], "preset": [None]}[diffaugment]
-    configs = stage.plan(stage.architectures(archs), augment, list(with_source(overrides, source)), budget_images,
-                         budget_minutes)
+    overrides = [*with_source(overrides, source), *([f"run.seeds={list(range(seeds))}"] if seeds > 1 else [])]
+    configs = stage.plan(stage.architectures(archs), augment, overrides, budget_images, budget_minutes)
     wd = Workdir(workdir)
     names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
     leaderboard.run(wd, log=click.echo, runs=names, out=report_dir)

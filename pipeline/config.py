@@ -8,6 +8,7 @@ the section named after it) in its module under pipeline/archs/.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import re
@@ -35,6 +36,8 @@ def _architecture_names() -> tuple[str, ...]:
 class RunConfig:
     name: str = option("", help="run folder under <workdir>/runs/; defaults to the config file's name")
     device: str = option("auto", help='"auto" (CUDA when available), "cpu", "cuda" or "cuda:N"')
+    seeds: tuple[int, ...] = option((), min=0, help="train.seed values to train each as its own run, <name>-seed<K>; "
+                                    "the leaderboard shows them as one row, their mean and spread (e.g. [0, 1, 2])")
 
 
 @dataclass
@@ -142,6 +145,15 @@ class Config:
             sections[self.model.arch] = self.section(self.model.arch)
         return sections
 
+    def seed_runs(self) -> list["Config"]:
+        """The runs this config names: itself, or with run.seeds one per seed, <name>-seed<K> with train.seed K."""
+        runs = []
+        for seed in self.run.seeds:
+            one = copy.deepcopy(self)
+            one.run.name, one.run.seeds, one.train.seed = f"{self.run.name}-seed{seed}", (), seed
+            runs.append(one)
+        return runs or [self]
+
     def to_toml(self) -> str:
         lines = []
         for section, values in self.to_dict().items():
@@ -166,6 +178,8 @@ def _toml_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     return repr(value)
 
 
@@ -174,6 +188,14 @@ def _type_name(tp) -> str:
 
 
 def _check_value(where: str, f: dataclasses.Field, value):
+    if f.type == "tuple[int, ...]":  # a list of integers, each checked as an integer key
+        if not isinstance(value, (list, tuple)):
+            raise PainterError(f"config key {where}: expected a list of integers, e.g. [0, 1, 2], got {value!r}")
+        if len(set(value)) != len(value):
+            raise PainterError(f"config key {where}: {list(value)!r} repeats a value")
+        item = dataclasses.field(metadata=f.metadata)  # the same bounds, for one integer
+        item.type = "int"
+        return tuple(_check_value(f"{where}[{i}]", item, v) for i, v in enumerate(value))
     tp = {"int": int, "float": float, "bool": bool, "str": str}[f.type]
     # bool is a subclass of int in Python: refuse `steps = true` explicitly.
     if tp is float and isinstance(value, int) and not isinstance(value, bool):

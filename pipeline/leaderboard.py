@@ -8,6 +8,7 @@ baseline to beat.
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -21,9 +22,10 @@ from .layout import LEADERBOARD_CSV, Workdir
 from .records import KEY
 
 COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "swd_se",
-           "tied", "swd_finest", "swd_finest_se", "swd_floor", "swd_floor_se", "fid", "kid", "mifid", "copies",
-           "public_mifid", "public_rank"]
-TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device", "tied"}
+           "tied", "swd_finest", "swd_finest_se", "swd_floor", "swd_floor_se", "seeds", "seed_sd", "setting", "fid",
+           "kid", "mifid", "copies", "public_mifid", "public_rank"]
+TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device", "tied", "seeds", "setting"}
+SEEDS = "seeds"  # the "where" of a row that stands for several seeds of one setting
 
 
 def collect(wd: Workdir) -> pd.DataFrame:
@@ -50,13 +52,59 @@ def _row(record: records.RunRecord) -> dict:
 
 
 def _table(found: list[records.RunRecord]) -> pd.DataFrame:
-    table = pd.DataFrame([_row(record) for record in found], columns=[*COLUMNS, KEY])
+    """The ranked table: a setting trained with several seeds is one row (their mean, with the standard error
+    across seeds, and their spread), its seeds' own rows under it; each row's "tied" says it is level with
+    the row above."""
+    rows, groups = [], {}
+    for record in found:
+        rows.append(_row(record))
+        if record.where != "baseline" and record.setting is not None and record.scores["swd"] is not None:
+            groups.setdefault((record.where, record.setting), []).append(len(rows) - 1)
+    members = {}
+    for indices in groups.values():
+        if len({found[i].seed for i in indices}) < 2:
+            continue
+        group = _group_row([found[i] for i in indices], [rows[i] for i in indices])
+        for i in indices:
+            rows[i]["setting"] = group["run"]
+        members[group[KEY]] = sorted((rows[i] for i in indices), key=lambda row: row["swd"])
+        rows.append(group)
+    table = _frame([row for row in rows if row.get("setting") is None])
+    table = table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
+    table["tied"] = [i > 0 and _tied(table.iloc[i - 1], table.iloc[i]) for i in range(len(table))]
+    ranked = []
+    for row in table.to_dict("records"):
+        ranked += [row, *({**member, "tied": False} for member in members.get(row[KEY], []))]
+    return _frame(ranked)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=[*COLUMNS, KEY])
     for column in COLUMNS:
         if column not in TEXT_COLUMNS:  # numbers, with NaN (not None) where missing
             table[column] = pd.to_numeric(table[column], errors="coerce")
-    table = table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
-    table["tied"] = [i > 0 and _tied(table.iloc[i - 1], table.iloc[i]) for i in range(len(table))]
     return table
+
+
+def _group_row(seeds: list[records.RunRecord], rows: list[dict]) -> dict:
+    """The row of one setting's seeds: their mean SWD with the standard error of that mean across seeds (the
+    spread training seeds cause, larger than the scorer's own), their standard deviation, the seeds' numbers."""
+    values = [row["swd"] for row in rows]
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+    def mean_of(column: str):
+        known = [row[column] for row in rows if row[column] is not None and not pd.isna(row[column])]
+        return sum(known) / len(known) if len(known) == len(rows) else None
+
+    stem = re.sub(r"-seed\d+$", "", seeds[0].name)
+    first = rows[0]
+    return {**{column: first.get(column) for column in ("where", "arch", "consumes", "resolution", "steps", "device")},
+            "run": stem, "where": SEEDS, "train_seconds": mean_of("train_seconds"), "swd": mean,
+            "swd_se": sd / len(values) ** 0.5, "swd_finest": mean_of("swd_finest"), "swd_floor": mean_of("swd_floor"),
+            "seeds": ", ".join(str(record.seed) for record in sorted(seeds, key=lambda r: r.seed)), "seed_sd": sd,
+            "fid": mean_of("fid"), "kid": mean_of("kid"), "mifid": mean_of("mifid"),
+            "copies": sum(row["copies"] or 0 for row in rows), KEY: f"{stem} ({SEEDS})"}
 
 
 def _tied(above: pd.Series, row: pd.Series) -> bool:
@@ -72,12 +120,10 @@ def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None 
     from .report import FILES_DIR, write_report
 
     found = records.read_all(wd)
-    table = _table(found)
     if runs is not None:  # those runs, and the baselines they were scored beside
         beside = {record.beside for record in found if record.where == "local" and record.name in runs}
-        keep = table[KEY].isin(runs) & (table["where"] != "baseline") | \
-            table[KEY].isin(beside) & (table["where"] == "baseline")
-        table = table[keep].reset_index(drop=True)
+        found = [record for record in found if record.name in (beside if record.where == "baseline" else runs)]
+    table = _table(found)
     out = Path(out) if out is not None else wd.root
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / LEADERBOARD_CSV, table[COLUMNS].to_csv(index=False).encode())
@@ -102,7 +148,8 @@ TIE_NOTE = (f"≈: level with the run above: their SWDs differ by less than {rec
 
 def _on_screen(table: pd.DataFrame) -> pd.DataFrame:
     """The table as a terminal shows it: SWDs with their ±, "≈" before a run level with the one above."""
-    shown = table[[c for c in COLUMNS if not c.endswith("_se") and c != "tied"]].copy()
+    shown = table[[c for c in COLUMNS if not c.endswith("_se") and c not in ("tied", "setting")]].copy()
+    shown["run"] = [f"  {run}" if isinstance(setting, str) else run for run, setting in zip(table["run"], table["setting"])]
     for column in ("swd", "swd_finest", "swd_floor"):
         shown[column] = [None if pd.isna(value) else ("≈ " if tied and column == "swd" else "")
                          + records.plus_minus(value, se) for value, se, tied in

@@ -16,6 +16,7 @@ them as one line.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from .artifacts import read_json, read_stamp
 from .config import tomllib  # tomli on Python 3.10
 from .layout import BEST_RECORD, LOSSES, METRICS, NEAREST, SAMPLES, SCORE, Workdir
 
+# The keys in which seeds of one setting differ (run.seeds names them; the device may differ between them too).
+SEED_KEYS = (("run", "name"), ("run", "seeds"), ("run", "device"), ("train", "seed"))
 KEY = "folder"  # the leaderboard table's column (in no output) of the name a record is read by
 PHOTOS_RESOLUTION = 256  # the untouched photos are scored at the competition's size
 
@@ -63,6 +66,23 @@ class RunRecord:
         """The name a user reads: the run's, and for a baseline its data source's (the folder's name,
         the record's key, carries a digest of a folder source's path)."""
         return f"untouched photos of {_source_name(self)}" if self.where == "baseline" else self.name
+
+    @property
+    def setting(self) -> str | None:
+        """What was trained, whatever the training seed, the run's name and the device: runs that share it are
+        seeds of one setting (run.seeds). None when the run's config is unknown."""
+        if not isinstance(self.config, dict):
+            return None
+        sections = {name: dict(values) for name, values in self.config.items() if isinstance(values, dict)}
+        for section, key in SEED_KEYS:
+            sections.get(section, {}).pop(key, None)
+        return json.dumps(sections, sort_keys=True, default=str)
+
+    @property
+    def seed(self) -> int | None:
+        """The training seed (train.seed), when the run's config says."""
+        seed = _dict(_dict(self.config).get("train")).get("seed")
+        return seed if isinstance(seed, int) else None
 
     @property
     def beside(self) -> str | None:

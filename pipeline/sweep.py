@@ -61,9 +61,10 @@ def plan(names: list[str], diffaugment: list[bool | None], overrides: list[str],
 
 def run(configs: list[Config], wd, *, inception_weights: str | None = None, force: bool = False, log=print) -> list[str]:
     """Each config through download -> prepare -> train -> generate -> score; returns the run names."""
-    for i, cfg in enumerate(configs, 1):
-        log(f"\n== sweep {i}/{len(configs)}: {cfg.run.name} ({cfg.model.arch}, "
+    runs = [one for cfg in configs for one in cfg.seed_runs()]  # run.seeds: each seed its own run
+    for i, cfg in enumerate(runs, 1):
+        log(f"\n== sweep {i}/{len(runs)}: {cfg.run.name} ({cfg.model.arch}, "
             f"diffaugment {cfg.train.diffaugment or 'off'}, {cfg.train.steps} steps)")
         chain.run(cfg, wd, until="score", force=("train", "generate", "score") if force else (),
                   inception_weights=inception_weights, log=log)
-    return [cfg.run.name for cfg in configs]
+    return [cfg.run.name for cfg in runs]

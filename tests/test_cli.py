@@ -6,6 +6,7 @@ import types
 import zipfile
 
 import pandas as pd
+import pytest
 import torch
 from PIL import Image
 
@@ -198,3 +199,33 @@ def test_run_with_nproc_trains_under_torchrun_and_the_chain_goes_on_from_its_sta
     assert summary["world_size"] == 2 and summary["ranks_in_sync"] and summary["steps"] == 4
     again = painter("run", *TINY, "--until", "train")  # one process: the same config, trained already
     assert stage_lines(again.output)["train"] == "up to date"
+
+
+def test_a_setting_with_three_seeds_is_three_runs_and_one_leaderboard_row(painter, tmp_path):
+    seeds = ["--set", "run.seeds=[0, 1, 2]", "--set", "score.inception=false"]
+    result = painter("run", *TINY, *seeds, "--until", "score")
+    assert "demo: run.seeds [0, 1, 2]: the runs demo-seed0, demo-seed1, demo-seed2" in result.output
+    runs = tmp_path / "work" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["demo-seed0", "demo-seed1", "demo-seed2"]
+    weights = [torch.load(runs / f"demo-seed{k}" / "train" / "generator.pt", weights_only=False)["state_dict"]
+               for k in range(3)]
+    assert not torch.equal(next(iter(weights[0].values())), next(iter(weights[1].values())))  # seeded apart
+    from pipeline.config import tomllib
+    trained = tomllib.loads((runs / "demo-seed1" / "train" / "config.toml").read_text())
+    assert trained["train"]["seed"] == 1 and trained["run"]["seeds"] == []
+    assert stage_lines(painter("run", *TINY, *seeds, "--until", "score").output)["train"] == "up to date"
+
+    board = painter("leaderboard", "--workdir", str(tmp_path / "work"), "--out", str(tmp_path / "board"))
+    table = pd.read_csv(tmp_path / "board" / "leaderboard.csv")
+    setting = table[table["where"] == "seeds"]
+    assert list(setting["run"]) == ["demo"] and list(setting["seeds"]) == ["0, 1, 2"]
+    members = table[table["setting"] == "demo"]
+    assert sorted(members["run"]) == ["demo-seed0", "demo-seed1", "demo-seed2"]
+    assert list(table.index[table["setting"] == "demo"]) == [1, 2, 3]  # listed under their setting's row
+    assert setting["swd"].iloc[0] == pytest.approx(members["swd"].mean())
+    assert setting["seed_sd"].iloc[0] == pytest.approx(members["swd"].std())
+    assert setting["swd_se"].iloc[0] == pytest.approx(members["swd"].std() / 3 ** 0.5)
+    assert "  demo-seed0" in board.output
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert "| 1 | **demo** | seeds |" in md and "|  | ↳ demo-seed1 | local |" in md and "### 1. demo-seed2" in md
+    assert "### 1. demo (seeds)" not in md  # the setting's row has no card: its seeds have theirs

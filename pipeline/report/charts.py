@@ -125,7 +125,7 @@ def chart_eval_curves(views: list[RunView], found: dict[float, list[str]]) -> by
 def chart_final_swd(views: list[RunView], found: dict[float, list[str]]) -> bytes | None:
     """Each scored run's final SWD as a bar, best run highlighted, the floor as a horizontal line; the
     untouched photos as a hatched grey bar and a dotted line, the baseline every run must beat."""
-    scored = [v for v in views if v.swd is not None]
+    scored = [v for v in views if v.swd is not None and not v.setting]  # a setting's seeds: its mean's bar
     if not scored:
         return None
     runs = [v for v in scored if not v.baseline]

@@ -71,6 +71,16 @@ class RunView:
         return _number(records.score_numbers(self.score)["swd_floor_se"])
 
     @property
+    def seeds(self) -> bool:
+        """A setting trained with several seeds, as one row (the mean); each seed also has its own row."""
+        return self.where == "seeds"
+
+    @property
+    def setting(self) -> str | None:
+        """For one seed of such a setting, the setting's name."""
+        return self.row.get("setting")
+
+    @property
     def baseline(self) -> bool:
         """The untouched photos scored like a run: the baseline to beat, never a run itself."""
         return self.where == "baseline"
@@ -81,7 +91,7 @@ class RunView:
 
     @property
     def label(self) -> str:
-        return self.title + {"kaggle": " (kaggle)", "baseline": " (baseline)"}.get(self.where, "")
+        return self.title + {"kaggle": " (kaggle)", "baseline": " (baseline)", "seeds": " (seeds)"}.get(self.where, "")
 
 
 def _number(value) -> float | None:
@@ -120,10 +130,16 @@ def read_evals(metrics_csv: Path) -> tuple[pd.DataFrame, str | None]:
 
 def collect_runs(wd: Workdir, table: pd.DataFrame) -> list[RunView]:
     """A RunView per row of `table`, in its order, from the run's record (pipeline.records)."""
-    views = []
-    for rank, values in enumerate(table.to_dict("records"), start=1):
+    views, rank = [], 0
+    for values in table.to_dict("records"):
         row = {key: _clean(value) for key, value in values.items()}
         name, where = str(row[records.KEY]), row.get("where") or "local"
+        rank += row.get("setting") is None  # a seed of a setting shares its setting's place
+        if where == "seeds":  # a setting's seeds as one row: their runs follow it, each with its own card
+            views.append(RunView(rank=rank, name=name, title=str(row["run"]), where=where, row=row, score={},
+                                 kernel=None, standing=None, teams=None, metrics_note=None,
+                                 evals=pd.DataFrame(columns=["step"]), best=None, date=None, device=row.get("device")))
+            continue
         record = records.read(wd, name, where)
         if row.get("train_seconds") is None:  # the table has no time for a kernel's run; its record does
             row["train_seconds"] = _number(record.train_seconds)

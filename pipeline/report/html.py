@@ -177,6 +177,6 @@ def render_html(views: list[RunView], found: dict[float, list[str]], images: dic
                          f"<figcaption>{_e(LEVELS_CAPTION)}</figcaption></figure>")
         best = best_run(views)
         parts += ["</div></section>", '<section id="runs"><h2>Runs</h2>',
-                  *(_html_card(view, images, best) for view in views), "</section>"]
+                  *(_html_card(view, images, best) for view in views if not view.seeds), "</section>"]
     parts.append("<footer>Written by painter's leaderboard report.</footer></main></body></html>\n")
     return "\n".join(parts)

@@ -52,7 +52,7 @@ def render_markdown(views: list[RunView], found: dict[float, list[str]], images:
         lines += ["## SWD per level", "", f"![SWD per pyramid level]({FILES_DIR}/chart-swd-levels.png)", "",
                   LEVELS_CAPTION, ""]
     lines += ["## Runs", ""]
-    for view in views:
+    for view in (v for v in views if not v.seeds):  # a setting's seeds have their own cards
         lines += [f"### {view.rank}. {_md(view.label)}", "", _md(card_subtitle(view)), ""]
         for label, text, link in card_facts(view):
             lines.append(f"- {_md(label)}: " + (f"[{_md(text)}](<{link}>)" if link else _md(text)))

@@ -70,8 +70,8 @@ def arch_text(view: RunView) -> str | None:
 
 # (key, header, numeric column?, cell text)
 COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
-    ("rank", "rank", True, lambda v: str(v.rank)),
-    ("run", "run", False, lambda v: v.title),
+    ("rank", "rank", True, lambda v: "" if v.setting else str(v.rank)),  # a seed: under its setting's rank
+    ("run", "run", False, lambda v: f"↳ {v.title}" if v.setting else v.title),
     ("where", "where", False, lambda v: v.where),
     ("arch", "arch", False, arch_text),
     ("resolution", "resolution", True, lambda v: None if _int(v.row.get("resolution")) is None
@@ -82,6 +82,8 @@ COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
     ("swd_finest", "SWD, finest level", True,
      lambda v: None if _number(v.row.get("swd_finest")) is None
      else _fmt_se(v.row["swd_finest"], _number(v.row.get("swd_finest_se")))),
+    ("seeds", "seeds", False,
+     lambda v: f"{v.row['seeds']} (sd {_fmt(v.row.get('seed_sd'))})" if v.seeds else None),
     ("fid", "FID", True, lambda v: None if _number(v.row.get("fid")) is None else _fmt(v.row["fid"])),
     ("kid", "KID", True, lambda v: None if _number(v.row.get("kid")) is None else _fmt(v.row["kid"])),
     ("mifid", "MiFID", True, lambda v: None if _number(v.row.get("mifid")) is None else _fmt(v.row["mifid"])),
@@ -112,8 +114,8 @@ def provenance(views: list[RunView], machine: str | None = None) -> str | None:
     stand among them."""
     groups: dict[str, list[str | None]] = {}
     for view in views:
-        if view.baseline:
-            continue  # scored photos, not a run made anywhere
+        if view.baseline or view.seeds:
+            continue  # scored photos, not a run made anywhere; a setting's row, whose seeds are rows of their own
         if view.where == "kaggle":
             label = f"Kaggle {view.device}" if view.device else "Kaggle"
         else:
@@ -168,7 +170,7 @@ def baseline_sentences(views: list[RunView]) -> list[str]:
     for base in photos:
         what = ("the " + base.title if len(photos) > 1 else "the untouched photos") + \
             f" (SWD {_fmt_se(base.swd, base.swd_se)})"
-        runs = [v for v in views if not v.baseline and v.swd is not None and _beside(v, base)]
+        runs = [v for v in views if not v.baseline and not v.setting and v.swd is not None and _beside(v, base)]
         if not runs:
             sentences.append(f"No scored run to compare with {what}, the baseline to beat.")
             continue
