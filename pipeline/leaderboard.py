@@ -23,7 +23,7 @@ from .records import KEY
 
 COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "swd_se",
            "tied", "swd_finest", "swd_finest_se", "swd_floor", "swd_floor_se", "seeds", "seed_sd", "setting", "fid",
-           "kid", "mifid", "copies", "public_mifid", "public_rank"]
+           "fid_se", "kid", "mifid", "mifid_se", "copies", "public_mifid", "public_rank"]
 TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device", "tied", "seeds", "setting"}
 SEEDS = "seeds"  # the "where" of a row that stands for several seeds of one setting
 
@@ -43,7 +43,7 @@ def _row(record: records.RunRecord) -> dict:
            "device": record.device, "swd": numbers["swd"], "swd_se": numbers["swd_se"],
            "swd_finest": numbers["swd_finest"], "swd_finest_se": numbers["swd_finest_se"],
            "swd_floor": numbers["swd_floor"], "swd_floor_se": numbers["swd_floor_se"], "fid": numbers["fid"],
-           "kid": numbers["kid"],
+           "fid_se": numbers["fid_se"], "kid": numbers["kid"], "mifid_se": numbers["mifid_se"],
            "mifid": numbers["mifid"], "copies": numbers["copies"], "public_mifid": standing.get("public_mifid"),
            "public_rank": standing.get("rank"), KEY: record.name}
     if record.where == "baseline":
@@ -108,11 +108,13 @@ def _group_row(seeds: list[records.RunRecord], rows: list[dict]) -> dict:
 
 
 def _tied(above: pd.Series, row: pd.Series) -> bool:
-    """Whether a row ranked by SWD (no MiFID) is within the uncertainty of the row above it."""
-    if not (pd.isna(above["mifid"]) and pd.isna(row["mifid"])) or pd.isna(above["swd"]) or pd.isna(row["swd"]):
+    """Whether a row is within the uncertainty of the row above it, by what ranks both: MiFID, else SWD."""
+    metric = "mifid" if not (pd.isna(above["mifid"]) or pd.isna(row["mifid"])) else "swd"
+    if metric == "swd" and not (pd.isna(above["mifid"]) and pd.isna(row["mifid"])) or pd.isna(row[metric]) or \
+            pd.isna(above[metric]):
         return False
-    se = [None if pd.isna(value) else value for value in (row["swd_se"], above["swd_se"])]
-    return records.compare(row["swd"], se[0], above["swd"], se[1]) == "tied"
+    se = [None if pd.isna(value) else value for value in (row[f"{metric}_se"], above[f"{metric}_se"])]
+    return records.compare(row[metric], se[0], above[metric], se[1]) == "tied"
 
 
 def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None = None) -> pd.DataFrame:
@@ -142,18 +144,20 @@ def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None 
     return table
 
 
-TIE_NOTE = (f"≈: level with the run above: their SWDs differ by less than {records.TIE_Z:g} standard errors of the "
-            "difference (± is the standard error over score.splits splits)")
+TIE_NOTE = (f"≈: level with the run above: their MiFIDs (else SWDs) differ by less than {records.TIE_Z:g} standard "
+            "errors of the difference (± is the standard error: SWD's over score.splits splits, FID's and MiFID's "
+            "from resampling the generated images)")
 
 
 def _on_screen(table: pd.DataFrame) -> pd.DataFrame:
     """The table as a terminal shows it: SWDs with their ±, "≈" before a run level with the one above."""
     shown = table[[c for c in COLUMNS if not c.endswith("_se") and c not in ("tied", "setting")]].copy()
     shown["run"] = [f"  {run}" if isinstance(setting, str) else run for run, setting in zip(table["run"], table["setting"])]
-    for column in ("swd", "swd_finest", "swd_floor"):
-        shown[column] = [None if pd.isna(value) else ("≈ " if tied and column == "swd" else "")
-                         + records.plus_minus(value, se) for value, se, tied in
-                         zip(table[column], table[f"{column}_se"], table["tied"])]
+    ranked_by = ["swd" if pd.isna(mifid) else "mifid" for mifid in table["mifid"]]
+    for column in ("swd", "swd_finest", "swd_floor", "fid", "mifid"):
+        shown[column] = [None if pd.isna(value) else ("≈ " if tied and column == by else "")
+                         + records.plus_minus(value, se) for value, se, tied, by in
+                         zip(table[column], table[f"{column}_se"], table["tied"], ranked_by)]
     return shown
 
 

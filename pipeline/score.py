@@ -63,11 +63,13 @@ def summary_lines(report: dict) -> list[str]:
     inc = report["inception"]
     if inc["computed"]:
         features = inc["features"]
-        lines += [f"  FID    {inc['fid']:9.3f}   ({inc['n_fake']} images vs {inc['n_real']}; features: "
+        lines += [f"  FID    {records.plus_minus(inc['fid'], inc.get('fid_se'), 3):>17}   ({inc['n_fake']} images vs "
+                  f"{inc['n_real']}, ± from {inc.get('bootstraps', 0)} resamples of them; features: "
                   f"generated {features['generated']}, reference {features['reference']})",
-                  f"  KID    {inc['kid']:9.5f}   (+- {inc['kid_std']:.5f}, {inc['kid_subsets']} subsets of "
+                  f"  KID    {inc['kid']:17.5f}   (sd {inc['kid_std']:.5f} over {inc['kid_subsets']} subsets of "
                   f"{inc['kid_subset_size']})",
-                  f"  MiFID  {inc['mifid']:9.3f}   (memorization distance d = {inc['memorization_distance']:.4f}; "
+                  f"  MiFID  {records.plus_minus(inc['mifid'], inc.get('mifid_se'), 3):>17}   (memorization distance "
+                  f"d = {inc['memorization_distance']:.4f}; "
                   f"penalised when d < 0.1)"]
     else:
         lines.append(f"  FID, KID, MiFID: not computed: {inc['reason']}")

@@ -270,3 +270,21 @@ def test_features_are_extracted_in_full_fp32_without_tf32():
     features = inception.extract_features(Recording(STAND_IN, ["32"]).eval(), images(0, n=20), 8)
     assert features.shape == (20, 32) and features.dtype == torch.float32
     assert seen == [False, False, False] and torch.backends.cudnn.allow_tf32 == before
+
+
+def test_fid_and_mifid_carry_a_bootstrap_standard_error_that_shrinks_with_more_images():
+    d = 24
+    g = torch.Generator().manual_seed(3)
+    rotation, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    real = gaussian_features(400, torch.zeros(d, dtype=torch.float64), torch.ones(d, dtype=torch.float64), rotation, 1)
+    shift = torch.full((d,), 0.5, dtype=torch.float64)
+    few, many = (gaussian_features(n, shift, torch.full((d,), 2.0, dtype=torch.float64), rotation, 2)
+                 for n in (60, 2000))
+    small, large = inception.fid_kid_mifid(real, few), inception.fid_kid_mifid(real, many)
+    assert small["bootstraps"] == inception.BOOTSTRAPS and 0 < large["fid_se"] < small["fid_se"] / 2
+    assert small["mifid_se"] > 0
+    # The resamples' FID, from eigenvalues, is torch-fidelity's (the closed form here) on the same statistics.
+    reference, generated = inception.feature_set(real), inception.feature_set(many)
+    eigen = inception._Reference(reference["mu"], reference["sigma"]).fid(generated["mu"], generated["sigma"])
+    assert eigen == pytest.approx(large["fid"], rel=1e-6)
+    assert large["fid"] == pytest.approx(0.5 ** 2 * d + (2 ** 0.5 - 1) ** 2 * d, rel=1e-6)

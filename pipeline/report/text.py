@@ -78,7 +78,8 @@ COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
      else f"{_int(v.row.get('resolution'))} px"),
     ("steps", "steps", True, lambda v: _int(v.row.get("steps"))),
     ("train_time", "train time", True, lambda v: duration(v.row.get("train_seconds"))),
-    ("swd", "SWD", True, lambda v: None if v.swd is None else ("≈ " if v.tied else "") + _fmt_se(v.swd, v.swd_se)),
+    ("swd", "SWD", True, lambda v: None if v.swd is None
+     else ("≈ " if v.tied and _number(v.row.get("mifid")) is None else "") + _fmt_se(v.swd, v.swd_se)),
     ("swd_finest", "SWD, finest level", True,
      lambda v: None if _number(v.row.get("swd_finest")) is None
      else _fmt_se(v.row["swd_finest"], _number(v.row.get("swd_finest_se")))),
@@ -86,7 +87,8 @@ COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
      lambda v: f"{v.row['seeds']} (sd {_fmt(v.row.get('seed_sd'))})" if v.seeds else None),
     ("fid", "FID", True, lambda v: None if _number(v.row.get("fid")) is None else _fmt(v.row["fid"])),
     ("kid", "KID", True, lambda v: None if _number(v.row.get("kid")) is None else _fmt(v.row["kid"])),
-    ("mifid", "MiFID", True, lambda v: None if _number(v.row.get("mifid")) is None else _fmt(v.row["mifid"])),
+    ("mifid", "MiFID", True, lambda v: None if _number(v.row.get("mifid")) is None
+     else ("≈ " if v.tied else "") + _fmt_se(v.row["mifid"], _number(v.row.get("mifid_se")))),
     ("copies", "copies", True, lambda v: _int(v.row.get("copies"))),
     ("public_mifid", "Kaggle MiFID", True,
      lambda v: None if _number(v.row.get("public_mifid")) is None else _fmt(v.row["public_mifid"])),
@@ -194,8 +196,9 @@ def baseline_sentences(views: list[RunView]) -> list[str]:
 NUMBERS_NOTE = ("Lower is better for every number: SWD (×10³, sliced Wasserstein distance on Laplacian-pyramid "
                 "patches), FID, KID and MiFID (Kaggle's metric) against the Monet paintings; copies are generated "
                 "images that are near-copies of a painting. SWD is the mean over independent splits ± its standard "
-                "error; ≈ marks a run level with the one above it (the two differ by less than "
-                f"{records.TIE_Z:g} standard errors of the difference). The finest level (256 px) is where blur "
+                "error; FID's and MiFID's ± come from resampling the generated images. ≈ marks a run level with the "
+                f"one above it by what ranks them, MiFID or else SWD (the two differ by less than {records.TIE_Z:g} "
+                "standard errors of the difference). The finest level (256 px) is where blur "
                 "shows: a run can win the mean on overall colour alone.")
 
 
