@@ -92,7 +92,8 @@ def stage_options(func):
             click.echo(f"warning: --set {key} is ignored: this run's model.arch is {cfg.model.arch}", err=True)
         runs = cfg.seed_runs()  # run.seeds: the command for each seed's run in turn
         if len(runs) > 1:
-            click.echo(f"{cfg.run.name}: run.seeds {list(cfg.run.seeds)}: the runs {', '.join(r.run.name for r in runs)}")
+            names = ", ".join(one.run.name for one in runs)
+            click.echo(f"{cfg.run.name}: run.seeds {list(cfg.run.seeds)}: the runs {names}")
         for one in runs:
             func(cfg=one, wd=Workdir(workdir), force=force, **kwargs)
     return wrapper

@@ -152,7 +152,8 @@ TIE_NOTE = (f"≈: level with the run above: their MiFIDs (else SWDs) differ by 
 def _on_screen(table: pd.DataFrame) -> pd.DataFrame:
     """The table as a terminal shows it: SWDs with their ±, "≈" before a run level with the one above."""
     shown = table[[c for c in COLUMNS if not c.endswith("_se") and c not in ("tied", "setting")]].copy()
-    shown["run"] = [f"  {run}" if isinstance(setting, str) else run for run, setting in zip(table["run"], table["setting"])]
+    shown["run"] = [f"  {run}" if isinstance(setting, str) else run  # a seed, under its setting
+                    for run, setting in zip(table["run"], table["setting"])]
     ranked_by = ["swd" if pd.isna(mifid) else "mifid" for mifid in table["mifid"]]
     for column in ("swd", "swd_finest", "swd_floor", "fid", "mifid"):
         shown[column] = [None if pd.isna(value) else ("≈ " if tied and column == by else "")
@@ -191,7 +192,8 @@ def compare(wd: Workdir, first: str, second: str) -> str:
     ahead, behind = (a, b) if verdict == "ahead" else (b, a)
     sure = f", {abs(difference) / se:.1f} standard errors" if se else ""
     return (f"{ahead.title} is ahead of {behind.title} by {size} SWD{sure} ({how}): "
-            f"{records.plus_minus(na['swd'], na['swd_se'], 2)} against {records.plus_minus(nb['swd'], nb['swd_se'], 2)}.")
+            f"{records.plus_minus(na['swd'], na['swd_se'], 2)} against "
+            f"{records.plus_minus(nb['swd'], nb['swd_se'], 2)}.")
 
 
 def _dict_get(score: dict, key: str):

@@ -174,7 +174,8 @@ def status(cfg: Config, wd: Workdir, *, wait: bool = False, interval: float = WA
 
 def _score_summary(report: dict) -> dict:
     numbers = records.score_numbers(report)
-    return {"swd": numbers["swd"], "swd_se": numbers["swd_se"], "fid": numbers["fid"], "kid": numbers["kid"], "mifid": numbers["mifid"],
+    return {"swd": numbers["swd"], "swd_se": numbers["swd_se"], "fid": numbers["fid"], "kid": numbers["kid"],
+            "mifid": numbers["mifid"],
             "near_copies": numbers["copies"], "n_generated": numbers["n_generated"]}
 
 

@@ -9,6 +9,10 @@ Sampling choices the paper leaves open:
   same number of images (as the original, which always compares equal-sized sets).
 - Patch positions for image i come from the same seeded stream for both sets (common random
   numbers): no position-sampling noise floor, so identical inputs give exactly 0.
+
+`sliced_wasserstein_distance` is one such comparison (the evaluation during training uses it).
+`swd_with_floor` is what `painter score` reports: a run against halves of the paintings and the
+floor of half against half, over K independent splits, with the mean's standard error.
 """
 from __future__ import annotations
 
@@ -260,7 +264,8 @@ def swd_with_floor(real: torch.Tensor, fake: torch.Tensor, seed: int, splits: in
     per_level = {level: _mean_se([r[level] for r in run_levels]) for level in resolutions}
     floor_per_level = {level: _mean_se([f[level] for f in floor_levels]) for level in resolutions}
     return {"value": value[0], "se": value[1], "floor": floor[0], "floor_se": floor[1],
-            "per_level": {k: v[0] for k, v in per_level.items()}, "per_level_se": {k: v[1] for k, v in per_level.items()},
+            "per_level": {k: v[0] for k, v in per_level.items()},
+            "per_level_se": {k: v[1] for k, v in per_level.items()},
             "floor_per_level": {k: v[0] for k, v in floor_per_level.items()},
             "floor_per_level_se": {k: v[1] for k, v in floor_per_level.items()},
             "splits": splits, "split_values": value[2], "floor_split_values": floor[2], "n_used": n}

@@ -6,8 +6,8 @@ import base64
 import html  # the standard library's: imports are absolute
 
 from .collect import RunView, baselines, best_run
-from .text import (LEVELS_CAPTION, NUMBERS_NOTE, _fmt, baseline_sentences, caption, card_facts, card_subtitle, eval_caption,
-                   final_swd_caption, floor_sentences, provenance, ranking, translation_note)
+from .text import (LEVELS_CAPTION, NUMBERS_NOTE, _fmt, baseline_sentences, caption, card_facts, card_subtitle,
+                   eval_caption, final_swd_caption, floor_sentences, provenance, ranking, translation_note)
 
 CSS = """
 :root{--ink:#1f2933;--muted:#627386;--line:#e2e7ee;--bg:#f5f7fa;--card:#fff;--accent:#2f6fde;
@@ -161,7 +161,8 @@ def render_html(views: list[RunView], found: dict[float, list[str]], images: dic
         parts += [_tiles(views, found), '<section id="ranking"><h2>Ranking</h2>', _html_table(views),
                   *(['<div class="photos-note">' + "".join(f"<p>{_e(s)}</p>" for s in photos) + "</div>"]
                     if photos else []),
-                  '<div class="floor-note">' + "".join(f"<p>{_e(s)}</p>" for s in floor_sentences(found, views)) + "</div>",
+                  '<div class="floor-note">' + "".join(f"<p>{_e(s)}</p>" for s in floor_sentences(found, views))
+                  + "</div>",
                   f'<p class="note">{_e(NUMBERS_NOTE + translation_note(views))}</p></section>',
                   '<section id="charts"><h2>Training and final scores</h2><div class="charts">']
         if "chart-eval-vs-step.png" in images:

@@ -218,7 +218,8 @@ def eval_caption(views: list[RunView]) -> str:
 
 
 def final_swd_caption(views: list[RunView]) -> str:
-    return "Final SWD of each scored run (whiskers: ± 2 standard errors); the dashed line is the real-vs-real floor." + (
+    return ("Final SWD of each scored run (whiskers: ± 2 standard errors); the dashed line is the real-vs-real "
+            "floor.") + (
         " The hatched bar and the dotted line are the untouched photos: the baseline to beat." if baselines(views)
         else "")
 
