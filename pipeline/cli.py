@@ -253,6 +253,8 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple
 
 
 @main.command()
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A sweep spec (TOML): presets, [grid], [random], seeds, budget; instead of --archs and the rest.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a key in every run (after its preset), e.g. --set data.source=DIR; repeatable.")
 @source_option
@@ -273,13 +275,15 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple
 @workdir_option
 @click.option("--force", is_flag=True, help="Re-train, re-generate and re-score every run of the sweep.")
 @inception_option
-def sweep(overrides, source, archs, diffaugment, budget_images, budget_minutes, seeds, report_dir, workdir, force,
-          inception_weights):
-    """Train architectures x DiffAugment on one dataset under an equal budget; generate, score, rank.
+def sweep(spec_file, overrides, source, archs, diffaugment, budget_images, budget_minutes, seeds, report_dir, workdir,
+          force, inception_weights):
+    """Train architectures x DiffAugment (or a spec's trials) under an equal budget; generate, score, rank.
 
-    Runs are named sweep-<arch>[-da] and cached like any run: an interrupted sweep resumes where it
-    stopped, a finished one costs nothing. Ends with the leaderboard report of the sweep's runs,
-    with the untouched photos as the baseline to beat when the data has photos.
+    Runs are named sweep-<arch>[-da] (a spec's from its settings) and cached like any run: an interrupted
+    sweep resumes where it stopped, a finished one costs nothing. Ends with the leaderboard report of the
+    sweep's runs, with the untouched photos as the baseline to beat when the data has photos. A spec file
+    (--spec, see README "Sweeps") holds presets, a grid and a random space over any config key, seeds and
+    the budget.
 
     \b
     Examples:
@@ -287,13 +291,23 @@ def sweep(overrides, source, archs, diffaugment, budget_images, budget_minutes, 
       painter sweep --archs dcgan,cyclegan,cut --diffaugment preset --budget-minutes 30 \\
           --source ../shared/data --set cyclegan.crop=128 --set cut.crop=128
     """
-    from . import leaderboard
+    from . import leaderboard, sweep_spec
     from . import sweep as stage
+    if spec_file is not None and (archs != "all" or diffaugment != "both" or budget_images or budget_minutes):
+        raise click.UsageError("--spec holds the presets, settings and budget: leave out --archs, --diffaugment "
+                               "and --budget-*")
     if budget_images is None and budget_minutes is None:
         budget_images = 100_000
     augment = {"both": [False, True], "off": [False], "on": [True], "preset": [None]}[diffaugment]
-    overrides = [*with_source(overrides, source), *([f"run.seeds={list(range(seeds))}"] if seeds > 1 else [])]
-    configs = stage.plan(stage.architectures(archs), augment, overrides, budget_images, budget_minutes)
+    if spec_file is not None:
+        spec = sweep_spec.load_spec(spec_file)
+        spec.overrides += with_source(overrides, source)
+        if seeds > 1:
+            spec.seeds = list(range(seeds))
+    else:
+        spec = stage.shorthand(stage.architectures(archs), augment, list(with_source(overrides, source)),
+                               budget_images, budget_minutes, seeds)
+    configs = stage.plan(spec)
     wd = Workdir(workdir)
     names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
     leaderboard.run(wd, log=click.echo, runs=names, out=report_dir)

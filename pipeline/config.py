@@ -158,7 +158,7 @@ class Config:
         lines = []
         for section, values in self.to_dict().items():
             lines.append(f"[{section}]")
-            lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+            lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
             lines.append("")
         return "\n".join(lines)
 
@@ -173,13 +173,13 @@ def arch_sections() -> dict[str, type]:
     return {arch.name: arch.Options for arch in archs.all_architectures() if arch.Options is not None}
 
 
-def _toml_value(value) -> str:
+def toml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     return repr(value)
 
 
@@ -306,8 +306,8 @@ def describe_keys(config: Config | None = None) -> str:
             value = f.default if current is None else getattr(current, f.name)
             notes = [f.metadata["help"]] if f.metadata["help"] else []
             if value != f.default:
-                notes.append(f"default {_toml_value(f.default)}")
-            lines.append(f"{section}.{f.name} = {_toml_value(value)}" + (f"  # {'; '.join(notes)}" if notes else ""))
+                notes.append(f"default {toml_value(f.default)}")
+            lines.append(f"{section}.{f.name} = {toml_value(value)}" + (f"  # {'; '.join(notes)}" if notes else ""))
     lines.append("\n# model.arch: what each architecture is and consumes")
     for arch in archs.all_architectures():
         lines.append(f"#   {arch.name:<9} ({'from noise' if arch.consumes == 'noise' else 'translates photos'}) "

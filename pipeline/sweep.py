@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import archs, chain, layout
 from .config import Config, load_config
 from .errors import PainterError
+from .sweep_spec import Spec, expand
 
 DIFFAUGMENT = "color,translation,cutout"
 MAX_STEPS = 10_000_000  # the step cap of a wall-clock budget
@@ -33,29 +34,42 @@ def steps_for_budget(cfg: Config, images: int) -> int:
     return max(step, 1)
 
 
-def plan(names: list[str], diffaugment: list[bool | None], overrides: list[str], budget_images: int | None,
-         budget_minutes: float | None) -> list[Config]:
-    """The sweep's configs, one per (architecture, DiffAugment), in order; DiffAugment None keeps the preset's."""
+def preset_path(preset: str):
+    """configs/<preset>.toml, or a clear error listing the presets."""
+    path = layout.PRESETS / f"{preset}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in layout.PRESETS.glob("*.toml")))
+        raise PainterError(f"no preset {preset!r} (configs/{preset}.toml); the presets are {known}")
+    return path
+
+
+def shorthand(names: list[str], diffaugment: list[bool | None], overrides: list[str], budget_images: int | None,
+              budget_minutes: float | None, seeds: int = 1) -> Spec:
+    """The spec that `--archs`, `--diffaugment` and `--budget-*` stand for: per architecture its preset, without
+    and/or with DiffAugment (None keeps the preset's), runs named sweep-<arch>[-da]."""
     if (budget_images is None) == (budget_minutes is None):
         raise PainterError("give the sweep one budget: --budget-images N or --budget-minutes M")
     unknown = [a for a in names if a not in archs.names()]
     if unknown:
         raise PainterError(f"unknown architecture(s) {', '.join(unknown)}; choose from {', '.join(archs.names())}")
+    grid = {} if diffaugment == [None] else {"train.diffaugment": [DIFFAUGMENT if on else "" for on in diffaugment]}
+    budget = {"images": budget_images} if budget_images is not None else {"minutes": budget_minutes}
+    return Spec(presets=names, budget=budget, grid=grid, overrides=list(overrides),
+                seeds=list(range(seeds)) if seeds > 1 else [])
+
+
+def plan(spec: Spec) -> list[Config]:
+    """The config of each trial of `spec`, in order, its budget turned into train.steps (images) or
+    train.max_minutes (minutes); "schedule" leaves each preset's own."""
     configs = []
-    for arch in names:
-        for augment in diffaugment:
-            name = f"sweep-{arch}" + ("-da" if augment else "")
-            per_run = [*overrides, f"run.name={name}"]
-            if augment is not None:
-                per_run.append(f"train.diffaugment={DIFFAUGMENT if augment else ''}")
-            cfg = load_config(layout.PRESETS / f"{arch}.toml", per_run)
-            if budget_images is not None:
-                cfg = load_config(layout.PRESETS / f"{arch}.toml",
-                                  [*per_run, f"train.steps={steps_for_budget(cfg, budget_images)}"])
-            else:
-                cfg = load_config(layout.PRESETS / f"{arch}.toml",
-                                  [*per_run, f"train.steps={MAX_STEPS}", f"train.max_minutes={budget_minutes}"])
-            configs.append(cfg)
+    for trial in expand(spec):
+        per_run, path = trial.overrides(spec), preset_path(trial.preset)
+        cfg = load_config(path, per_run)
+        if "images" in spec.budget:
+            cfg = load_config(path, [*per_run, f"train.steps={steps_for_budget(cfg, spec.budget['images'])}"])
+        elif "minutes" in spec.budget:
+            cfg = load_config(path, [*per_run, f"train.steps={MAX_STEPS}", f"train.max_minutes={spec.budget['minutes']}"])
+        configs.append(cfg)
     return configs
 
 
