@@ -310,7 +310,7 @@ def sweep(spec_file, overrides, source, archs, diffaugment, budget_images, budge
     configs = stage.plan(spec)
     wd = Workdir(workdir)
     names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
-    leaderboard.run(wd, log=click.echo, runs=names, out=report_dir)
+    leaderboard.run(wd, log=click.echo, runs=names, out=report_dir, by=spec.metric)
 
 
 @main.command("run")

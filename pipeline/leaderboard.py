@@ -51,10 +51,10 @@ def _row(record: records.RunRecord) -> dict:
     return row
 
 
-def _table(found: list[records.RunRecord]) -> pd.DataFrame:
-    """The ranked table: a setting trained with several seeds is one row (their mean, with the standard error
-    across seeds, and their spread), its seeds' own rows under it; each row's "tied" says it is level with
-    the row above."""
+def _table(found: list[records.RunRecord], by: str = "mifid") -> pd.DataFrame:
+    """The ranked table, by MiFID where computed and then SWD (`by` "mifid"), or by SWD alone ("swd"): a setting
+    trained with several seeds is one row (their mean, with the standard error across seeds, and their
+    spread), its seeds' own rows under it; each row's "tied" says it is level with the row above."""
     rows, groups = [], {}
     for record in found:
         rows.append(_row(record))
@@ -70,8 +70,8 @@ def _table(found: list[records.RunRecord]) -> pd.DataFrame:
         members[group[KEY]] = sorted((rows[i] for i in indices), key=lambda row: row["swd"])
         rows.append(group)
     table = _frame([row for row in rows if row.get("setting") is None])
-    table = table.sort_values(["mifid", "swd"], na_position="last", ignore_index=True)
-    table["tied"] = [i > 0 and _tied(table.iloc[i - 1], table.iloc[i]) for i in range(len(table))]
+    table = table.sort_values(["mifid", "swd"] if by == "mifid" else ["swd"], na_position="last", ignore_index=True)
+    table["tied"] = [i > 0 and _tied(table.iloc[i - 1], table.iloc[i], by) for i in range(len(table))]
     ranked = []
     for row in table.to_dict("records"):
         ranked += [row, *({**member, "tied": False} for member in members.get(row[KEY], []))]
@@ -107,25 +107,27 @@ def _group_row(seeds: list[records.RunRecord], rows: list[dict]) -> dict:
             "copies": sum(row["copies"] or 0 for row in rows), KEY: f"{stem} ({SEEDS})"}
 
 
-def _tied(above: pd.Series, row: pd.Series) -> bool:
+def _tied(above: pd.Series, row: pd.Series, by: str) -> bool:
     """Whether a row is within the uncertainty of the row above it, by what ranks both: MiFID, else SWD."""
-    metric = "mifid" if not (pd.isna(above["mifid"]) or pd.isna(row["mifid"])) else "swd"
-    if metric == "swd" and not (pd.isna(above["mifid"]) and pd.isna(row["mifid"])) or pd.isna(row[metric]) or \
-            pd.isna(above[metric]):
+    metric = "mifid" if by == "mifid" and not (pd.isna(above["mifid"]) or pd.isna(row["mifid"])) else "swd"
+    if by == "mifid" and metric == "swd" and not (pd.isna(above["mifid"]) and pd.isna(row["mifid"])) or \
+            pd.isna(row[metric]) or pd.isna(above[metric]):
         return False
     se = [None if pd.isna(value) else value for value in (row[f"{metric}_se"], above[f"{metric}_se"])]
     return records.compare(row[metric], se[0], above[metric], se[1]) == "tied"
 
 
-def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None = None) -> pd.DataFrame:
-    """The table of `runs` (default: every run in the workdir) as CSV, and the report (Markdown, HTML)."""
+def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None = None,
+        by: str = "mifid") -> pd.DataFrame:
+    """The table of `runs` (default: every run in the workdir) as CSV, and the report (Markdown, HTML); ranked
+    by MiFID where computed, then SWD, or by SWD alone (`by` "swd", a sweep spec's metric)."""
     from .report import FILES_DIR, write_report
 
     found = records.read_all(wd)
     if runs is not None:  # those runs, and the baselines they were scored beside
         beside = {record.beside for record in found if record.where == "local" and record.name in runs}
         found = [record for record in found if record.name in (beside if record.where == "baseline" else runs)]
-    table = _table(found)
+    table = _table(found, by)
     out = Path(out) if out is not None else wd.root
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / LEADERBOARD_CSV, table[COLUMNS].to_csv(index=False).encode())

@@ -655,12 +655,14 @@ def test_compare_says_which_run_is_ahead_paired_over_the_same_splits(tmp_path, p
 
 def test_runs_ranked_by_mifid_are_level_by_its_bootstrap_error(tmp_path):
     root = tmp_path / "work"
-    for name, value in (("a", 40.0), ("b", 42.0), ("c", 60.0)):
+    for name, value, swd in (("a", 40.0, 33.0), ("b", 42.0, 32.0), ("c", 60.0, 31.0)):
         inception = {"computed": True, "fid": value, "fid_se": 2.0, "kid": 0.01, "kid_std": 0.001,
                      "mifid": value, "mifid_se": 2.0}
-        local_run(root, name, arch="cut", resolution=256, steps=10, score=score_json(30.0, inception=inception))
+        local_run(root, name, arch="cut", resolution=256, steps=10, score=score_json(swd, inception=inception))
     table = leaderboard.run(Workdir(root), log=lambda *_: None, out=tmp_path / "out")
     assert list(table["tied"]) == [False, True, False]  # 2 < 2 * 2.8 (SWD, the same for all, does not decide)
     md = md_table((tmp_path / "out" / "leaderboard.md").read_text())
     assert [row["MiFID"] for row in md] == ["40 ± 2", "≈ 42 ± 2", "60 ± 2"]
     assert "≈" not in "".join(row["SWD"] for row in md)
+    by_swd = leaderboard.run(Workdir(root), log=lambda *_: None, out=tmp_path / "swd", by="swd")  # a spec's metric
+    assert list(by_swd["run"]) == ["c", "b", "a"] and not by_swd["tied"].any()  # no SWD errors: exact
