@@ -253,6 +253,21 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple
 
 
 @main.command()
+@click.option("--backend", type=click.Choice(["local", "kaggle"]), default="local", show_default=True,
+              help="local: the trials one after another here; kaggle: each trial a private Kaggle GPU kernel.")
+@click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True,
+              help="kaggle: kernels running at once (Kaggle lets an account run 2 GPU sessions).")
+@click.option("--gpu", type=click.Choice(GPU_CHOICES), default="t4x2", show_default=True,
+              help="kaggle: the machine of each kernel (painter kernel push --gpu).")
+@click.option("--hours", type=float, default=SESSION_HOURS, show_default=True, metavar="H",
+              help="kaggle: each kernel's session limit (painter kernel push --hours).")
+@click.option("--yes", is_flag=True, help="kaggle: go ahead when the sweep may use more than the weekly GPU quota.")
+@click.option("--retry-failed", is_flag=True, help="kaggle: push the trials whose kernel failed again.")
+@click.option("--interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="kaggle: seconds between looks at the running kernels.")
+@click.option("--wheels", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="kaggle: upload the wheels in DIR instead of building them.")
+@submissions_option
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A sweep spec (TOML): presets, [grid], [random], seeds, budget; instead of --archs and the rest.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
@@ -275,8 +290,8 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple
 @workdir_option
 @click.option("--force", is_flag=True, help="Re-train, re-generate and re-score every run of the sweep.")
 @inception_option
-def sweep(spec_file, overrides, source, archs, diffaugment, budget_images, budget_minutes, seeds, report_dir, workdir,
-          force, inception_weights):
+def sweep(backend, parallel, gpu, hours, yes, retry_failed, interval, wheels, submissions, spec_file, overrides, source,
+          archs, diffaugment, budget_images, budget_minutes, seeds, report_dir, workdir, force, inception_weights):
     """Train architectures x DiffAugment (or a spec's trials) under an equal budget; generate, score, rank.
 
     Runs are named sweep-<arch>[-da] (a spec's from its settings) and cached like any run: an interrupted
@@ -309,6 +324,17 @@ def sweep(spec_file, overrides, source, archs, diffaugment, budget_images, budge
                                budget_images, budget_minutes, seeds)
     configs = stage.plan(spec)
     wd = Workdir(workdir)
+    if backend == "kaggle":
+        from .kernel import sweep as on_kaggle
+        runs = [one for cfg in configs for one in cfg.seed_runs()]
+        trials = on_kaggle.run(runs, wd, submissions, parallel=parallel, gpu=gpu, hours=hours, yes=yes,
+                               retry_failed=retry_failed, interval=interval, inception_weights=inception_weights,
+                               wheels=wheels, log=click.echo)
+        leaderboard.run(wd, log=click.echo, runs=[cfg.run.name for cfg in runs], out=report_dir, by=spec.metric)
+        failed = on_kaggle.failures(trials)
+        if failed is not None:
+            raise failed
+        return
     names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
     leaderboard.run(wd, log=click.echo, runs=names, out=report_dir, by=spec.metric)
 

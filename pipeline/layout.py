@@ -45,6 +45,7 @@ SUBMISSION_RECORD = "submission.json"
 PUSH_RECORD = "push.json"
 REJECTED_OUTPUT = "rejected-output"  # in kernels/<run>/: a pulled output that failed its check, kept for a look
 FAILED_LOG = "failed.log"            # in kernels/<run>/: the log of a kernel that ended without output
+FAILED_RECORD = "failed.json"        # in kernels/<run>/: a sweep's record of the pushed version that failed
 KAGGLE_STANDINGS = "leaderboard_kaggle.json"
 LEADERBOARD_CSV, LEADERBOARD_MD, LEADERBOARD_HTML = "leaderboard.csv", "leaderboard.md", "leaderboard.html"
 SHARDS_MANIFEST = "manifest.json"  # in a shards folder: its shards, the images' file names, what was skipped

@@ -24,6 +24,7 @@ from pipeline.kernel import dataset as kernel_dataset
 from pipeline.kernel import script as kernel_script
 from pipeline.kernel import wheels as kernel_wheels
 from pipeline.config import load_config, tomllib  # tomli on Python 3.10
+from pipeline.errors import PainterError
 from tests.fake_kaggle import COMPETITION, FakeKaggle, client_version, connect_in_process
 
 from .conftest import REPO
@@ -538,3 +539,92 @@ def test_the_deadline_keeps_time_for_what_follows_training(monkeypatch):
     assert deadline.reached()  # 1970 is long past
     script = _script_module()
     assert script.deadline(0.0) == pytest.approx(script.HOURS * 3600 - min(0.1 * script.HOURS * 3600, 600))
+
+
+# ---------------------------------------------------------------------- a sweep on Kaggle
+
+SWEEP_SPEC = """
+[sweep]
+presets = ["demo"]
+budget = "schedule"
+name = "k"
+[grid]
+"train.ema_decay" = [0.9, 0.99, 0.999]
+[set]
+"train.steps" = 7
+"""
+TRIALS = ["k-demo-ema_decay0.9", "k-demo-ema_decay0.99", "k-demo-ema_decay0.999"]
+
+
+def _sweep_outputs(server, valid_zip, statuses):
+    from pipeline.kernel.script import kernel_slug
+
+    for run, script in zip(TRIALS, statuses):
+        ref = f"{server.username}/{kernel_slug(run)}"
+        server.script_kernel_status(ref, *script)
+        server.set_kernel_output(ref, {"images.zip": valid_zip, "score.json": json.dumps({**SCORE, "run": run}).encode(),
+                                       "train-summary.json": b'{"arch": "dcgan", "steps": 7}'},
+                                 log="painter kernel: Traceback ... CUDA out of memory")
+
+
+def _open_kernels(server) -> int:
+    """The most kernels pushed and not yet pulled at any time, from the fake's log of calls."""
+    most = open_now = 0
+    for call in server.calls():
+        if call.endpoint == "SaveKernel":
+            open_now += 1
+        elif call.endpoint == "ListKernelSessionOutput":  # one per pull
+            open_now -= 1
+        most = max(most, open_now)
+    return most
+
+
+def test_a_sweep_on_kaggle_runs_two_kernels_at_a_time_and_ranks_what_it_pulls(painter, server, kaggle, wheels,
+                                                                              valid_zip, tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SWEEP_SPEC)
+    _sweep_outputs(server, valid_zip, [("running", "running", "complete"), ("running", "complete"),
+                                       ("running", ("error", "CUDA out of memory"))])
+    args = ["sweep", "--backend", "kaggle", "--spec", str(spec), "--wheels", str(wheels), "--interval", "0"]
+    result = painter(*args, ok=False)
+    assert result.exit_code == 1
+    assert len(server.calls("SaveKernel")) == 3 and _open_kernels(server) == 2  # the third waited for a slot
+    assert "uses up to 15 GPU hours (--hours 5 each) of Kaggle's weekly 30" in result.output
+    assert "k-demo-ema_decay0.999 FAILED: the kernel" in result.output and "CUDA out of memory" in result.output
+    assert "1 of 3 trials failed on Kaggle: k-demo-ema_decay0.999" in result.output
+    table = pd.read_csv(tmp_path / "work" / "leaderboard.csv")
+    assert sorted(table["run"]) == TRIALS[:2] and set(table["where"]) == {"kaggle"}
+
+    again = painter(*args, ok=False)  # finished trials are not pushed again, nor is the failed one
+    assert len(server.calls("SaveKernel")) == 3
+    assert "2 pulled, 1 failed" in again.output and "--retry-failed pushes it again" in again.output
+    server.script_kernel_status(f"{server.username}/painter-k-demo-ema-decay0-999", "complete")
+    retried = painter(*args, "--retry-failed")
+    assert len(server.calls("SaveKernel")) == 4 and "k-demo-ema_decay0.999 pulled" in retried.output
+    assert sorted(pd.read_csv(tmp_path / "work" / "leaderboard.csv")["run"]) == TRIALS
+
+
+def test_a_stopped_kaggle_sweep_reattaches_to_its_kernels_without_pushing_them_again(server, kaggle, wheels,
+                                                                                    valid_zip, tmp_path):
+    from pipeline import sweep, sweep_spec
+    from pipeline.kernel import sweep as on_kaggle
+    from pipeline.layout import Workdir
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SWEEP_SPEC)
+    configs, wd = sweep.plan(sweep_spec.load_spec(spec)), Workdir(tmp_path / "work")
+    _sweep_outputs(server, valid_zip, [("running",) * 3 + ("complete",)] * 3)
+
+    def ctrl_c(_seconds):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # stopped after its first look: two kernels pushed, running
+        on_kaggle.run(configs, wd, tmp_path / "submissions", wheels=wheels, log=lambda _: None, sleep=ctrl_c)
+    assert len(server.calls("SaveKernel")) == 2
+    assert [t.state for t in on_kaggle.states(configs, wd)] == ["pushed", "pushed", "queued"]
+    trials = on_kaggle.run(configs, wd, tmp_path / "submissions", wheels=wheels, log=lambda _: None,
+                           sleep=lambda _: None)
+    assert [t.state for t in trials] == ["pulled"] * 3 and len(server.calls("SaveKernel")) == 3
+    with pytest.raises(PainterError, match="more than Kaggle's weekly 30"):  # 3 new kernels x 12 h
+        on_kaggle.run(configs, Workdir(tmp_path / "other"), tmp_path / "submissions", hours=12, wheels=wheels,
+                      log=lambda _: None)

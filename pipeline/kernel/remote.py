@@ -121,7 +121,11 @@ def _log_text(log: str) -> str:
     return "".join(str(event.get("data", "")) for event in events if isinstance(event, dict))
 
 
-def _failed(api, record: dict, state: str, message: str, folder: Path, log: Callable[[str], None]) -> PainterError:
+class KernelFailed(PainterError):
+    """The kernel ended without output (an error, a cancellation): waiting cannot help."""
+
+
+def _failed(api, record: dict, state: str, message: str, folder: Path, log: Callable[[str], None]) -> KernelFailed:
     """Why the kernel ended without output: Kaggle's message and the end of its log (all of it saved in
     `folder`), and how to run it again. Waiting cannot help, so this says what can."""
     kernel = record["kernel"]
@@ -140,7 +144,7 @@ def _failed(api, record: dict, state: str, message: str, folder: Path, log: Call
     lines.append(f"its page: {record.get('url')}. Fix the cause, then push again: `painter kernel push "
                  f"--gpu {record.get('gpu', 't4')} --hours {record.get('hours', SESSION_HOURS):g}` "
                  "with the same --config/--set")
-    return PainterError("\n".join(lines))
+    return KernelFailed("\n".join(lines))
 
 
 def _elapsed(seconds: float) -> str:

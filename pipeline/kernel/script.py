@@ -25,6 +25,7 @@ GPU_CHOICES = tuple(MACHINE_SHAPES)
 # ends any GPU session at 12. The kernel keeps training short enough to finish in its session.
 SESSION_HOURS = 5.0
 MAX_SESSION_HOURS = 12.0
+WEEKLY_GPU_HOURS = 30.0  # about what Kaggle grants an account a week; 2 GPU sessions may run at once
 
 
 def kernel_slug(run: str) -> str:
