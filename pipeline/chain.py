@@ -23,10 +23,10 @@ STAGES = ("download", "prepare", "train", "generate", "score", "submit")
 
 def run(cfg: Config, wd: Workdir, *, until: str = "submit", force: Collection[str] = (),
         inception_weights: str | None = None, submissions: Path | None = None, nproc: int = 1,
-        log=print) -> dict[str, dict]:
+        on_evaluation=None, log=print) -> dict[str, dict]:
     """Run the stages from download to `until` in order; `force` names the stages to re-run even when
-    up to date; `nproc` > 1 trains in that many processes under torchrun. Returns each stage's stamp
-    (prepare: {domain: {resolution: stamp}})."""
+    up to date; `nproc` > 1 trains in that many processes under torchrun; `on_evaluation(step, scores)` hears
+    each evaluation during training. Returns each stage's stamp (prepare: {domain: {resolution: stamp}})."""
     from . import download, generate, prepare, score, submit, train
 
     if until not in STAGES:
@@ -43,7 +43,8 @@ def run(cfg: Config, wd: Workdir, *, until: str = "submit", force: Collection[st
     steps = {
         "download": lambda f: download.run(cfg, wd, force=f, log=log),
         "prepare": lambda f: prepare.run(cfg, wd, force=f, log=log),
-        "train": lambda f: (train.run(cfg, wd, force=f, hint_slow_cpu=not told_cpu_cost, log=log) if nproc == 1
+        "train": lambda f: (train.run(cfg, wd, force=f, hint_slow_cpu=not told_cpu_cost, on_evaluation=on_evaluation,
+                                      log=log) if nproc == 1
                             else train_under_torchrun(cfg, wd, nproc, force=f, log=log)),
         "generate": lambda f: generate.run(cfg, wd, force=f, log=log),
         "score": lambda f: score.run(cfg, wd, force=f, weights=weights, log=log),

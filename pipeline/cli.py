@@ -253,8 +253,14 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple
 
 
 @main.command()
-@click.option("--backend", type=click.Choice(["local", "kaggle"]), default="local", show_default=True,
-              help="local: the trials one after another here; kaggle: each trial a private Kaggle GPU kernel.")
+@click.option("--backend", type=click.Choice(["local", "ray", "kaggle"]), default="local", show_default=True,
+              help="local: the trials one after another here; ray: scheduled by Ray Tune over the CPUs/GPUs Ray "
+                   "sees; kaggle: each trial a private Kaggle GPU kernel.")
+@click.option("--ray-address", metavar="HOST:PORT", help="ray: join this Ray cluster (ray start --head prints it).")
+@click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="ray: CPUs (and torch threads) per trial.")
+@click.option("--gpus-per-trial", type=click.FloatRange(min=0), help="ray: GPUs per trial (default: 1 when Ray sees one).")
+@click.option("--asha", is_flag=True, help="ray: stop the trials whose evaluations trail (Tune's ASHA scheduler).")
 @click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True,
               help="kaggle: kernels running at once (Kaggle lets an account run 2 GPU sessions).")
 @click.option("--gpu", type=click.Choice(GPU_CHOICES), default="t4x2", show_default=True,
@@ -290,8 +296,9 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple
 @workdir_option
 @click.option("--force", is_flag=True, help="Re-train, re-generate and re-score every run of the sweep.")
 @inception_option
-def sweep(backend, parallel, gpu, hours, yes, retry_failed, interval, wheels, submissions, spec_file, overrides, source,
-          archs, diffaugment, budget_images, budget_minutes, seeds, report_dir, workdir, force, inception_weights):
+def sweep(backend, ray_address, cpus_per_trial, gpus_per_trial, asha, parallel, gpu, hours, yes, retry_failed, interval,
+          wheels, submissions, spec_file, overrides, source, archs, diffaugment, budget_images, budget_minutes, seeds,
+          report_dir, workdir, force, inception_weights):
     """Train architectures x DiffAugment (or a spec's trials) under an equal budget; generate, score, rank.
 
     Runs are named sweep-<arch>[-da] (a spec's from its settings) and cached like any run: an interrupted
@@ -308,6 +315,9 @@ def sweep(backend, parallel, gpu, hours, yes, retry_failed, interval, wheels, su
     """
     from . import leaderboard, sweep_spec
     from . import sweep as stage
+    if backend == "ray":
+        from .sweep_ray import require
+        require()  # before anything is planned or prepared
     if spec_file is not None and (archs != "all" or diffaugment != "both" or budget_images or budget_minutes):
         raise click.UsageError("--spec holds the presets, settings and budget: leave out --archs, --diffaugment "
                                "and --budget-*")
@@ -335,7 +345,13 @@ def sweep(backend, parallel, gpu, hours, yes, retry_failed, interval, wheels, su
         if failed is not None:
             raise failed
         return
-    names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
+    if backend == "ray":
+        from . import sweep_ray
+        names = sweep_ray.run([one for cfg in configs for one in cfg.seed_runs()], wd, address=ray_address,
+                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, asha=asha,
+                              metric=spec.metric, inception_weights=inception_weights, log=click.echo)
+    else:
+        names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
     leaderboard.run(wd, log=click.echo, runs=names, out=report_dir, by=spec.metric)
 
 

@@ -41,6 +41,7 @@ BEST_RECORD = "best.json"
 TRAIN_CONFIG = "config.toml"
 SAMPLE_GRIDS = "samples"       # train/samples/step_NNNNNN.png
 KERNEL_RECORD = "kernel.json"  # in runs/<run>/kaggle/: which kernel version this is, written last by pull
+STOPPED = "stopped.json"       # in runs/<run>/: a sweep's scheduler stopped the run early (its evaluations trailed)
 SUBMISSION_RECORD = "submission.json"
 PUSH_RECORD = "push.json"
 REJECTED_OUTPUT = "rejected-output"  # in kernels/<run>/: a pulled output that failed its check, kept for a look
@@ -83,6 +84,10 @@ class RunFolder:
     def kaggle(self) -> Path:
         """What `painter kernel pull` registered of a Kaggle kernel's run of this config."""
         return self.root / "kaggle"
+
+    @property
+    def stopped(self) -> Path:
+        return self.root / STOPPED
 
     # train/
     @property

@@ -23,8 +23,8 @@ from .records import KEY
 
 COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "swd_se",
            "tied", "swd_finest", "swd_finest_se", "swd_floor", "swd_floor_se", "seeds", "seed_sd", "setting", "fid",
-           "fid_se", "kid", "mifid", "mifid_se", "copies", "public_mifid", "public_rank"]
-TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device", "tied", "seeds", "setting"}
+           "fid_se", "kid", "mifid", "mifid_se", "copies", "public_mifid", "public_rank", "status"]
+TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device", "tied", "seeds", "setting", "status"}
 SEEDS = "seeds"  # the "where" of a row that stands for several seeds of one setting
 
 
@@ -45,7 +45,9 @@ def _row(record: records.RunRecord) -> dict:
            "swd_floor": numbers["swd_floor"], "swd_floor_se": numbers["swd_floor_se"], "fid": numbers["fid"],
            "fid_se": numbers["fid_se"], "kid": numbers["kid"], "mifid_se": numbers["mifid_se"],
            "mifid": numbers["mifid"], "copies": numbers["copies"], "public_mifid": standing.get("public_mifid"),
-           "public_rank": standing.get("rank"), KEY: record.name}
+           "public_rank": standing.get("rank"), KEY: record.name,
+           "status": f"stopped early at step {record.stopped.get('step')} ({record.stopped.get('by', 'scheduler')})"
+           if record.stopped else None}
     if record.where == "baseline":
         del row["consumes"]  # left empty (NaN, printed "-"): the photos consume nothing
     return row

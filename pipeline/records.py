@@ -56,6 +56,7 @@ class RunRecord:
     kernel: dict | None = None      # kaggle/kernel.json: the kernel, its version and URL
     standing: dict | None = None    # a kaggle run on the public leaderboard (leaderboard_kaggle.json)
     teams: int | None = None        # how many teams that leaderboard had
+    stopped: dict | None = None     # stopped.json: a sweep's scheduler stopped the run early (step, metric, value)
 
     @property
     def scores(self) -> dict:
@@ -189,7 +190,8 @@ def local(wd: Workdir, name: str) -> RunRecord:
         resolution=summary.get("resolution"), steps=summary.get("steps"), train_seconds=summary.get("seconds"),
         device=summary.get("device"), trained_on=summary.get("device"), config=_config(folder.train_config),
         score=_dict(score), best=_dict_or_none(read_json(folder.best_record)), metrics=folder.metrics,
-        samples=folder.samples, losses=folder.losses, nearest=folder.nearest, date=_date(stamp.get("created")))
+        samples=folder.samples, losses=folder.losses, nearest=folder.nearest, date=_date(stamp.get("created")),
+        stopped=_dict_or_none(read_json(folder.stopped)) if read_stamp(folder.score) is None else None)
 
 
 def kaggle(wd: Workdir, name: str) -> RunRecord:
@@ -229,11 +231,11 @@ def read(wd: Workdir, name: str, where: str) -> RunRecord:
 
 
 def read_all(wd: Workdir) -> list[RunRecord]:
-    """Every run in the workdir: per run folder the run trained here, then the one pulled from Kaggle,
-    each when it is complete; then every scored baseline."""
+    """Every run in the workdir: per run folder the run trained here (when complete, or stopped early by a
+    sweep's scheduler), then the one pulled from Kaggle when complete; then every scored baseline."""
     found = []
     for folder in wd.run_folders():
-        if read_stamp(folder.train) is not None:
+        if read_stamp(folder.train) is not None or isinstance(read_json(folder.stopped), dict):
             found.append(local(wd, folder.name))
         if isinstance(read_json(folder.kernel_record), dict):
             found.append(kaggle(wd, folder.name))

@@ -53,11 +53,11 @@ def images_after_training(cfg: Config, data: dict) -> int:
 
 
 def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *, fresh: bool,
-        hint_slow_cpu: bool = True, log=print) -> dict:
+        hint_slow_cpu: bool = True, on_evaluation=None, log=print) -> dict:
     process, device = start_process_group(cfg.run.device)
     try:
         return _fit(cfg, out, shards, run_fingerprint, process, device, fresh=fresh, hint_slow_cpu=hint_slow_cpu,
-                    log=log)
+                    on_evaluation=on_evaluation, log=log)
     finally:
         # Left to interpreter shutdown, gloo's worker threads can abort the process (SIGABRT).
         if process.world > 1 and dist.is_initialized():
@@ -65,7 +65,7 @@ def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *
 
 
 def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, process: Process,
-         device: torch.device, *, fresh: bool, hint_slow_cpu: bool, log) -> dict:
+         device: torch.device, *, fresh: bool, hint_slow_cpu: bool, on_evaluation, log) -> dict:
     """Build, resume, train, finish: the run's files are written by rank 0 (under torchrun the other
     ranks' logs, evaluations and files are switched off, and they take part in the collectives only)."""
     tc, arch = cfg.train, archs.get(cfg.model.arch)
@@ -85,7 +85,7 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
     if deadline is not None:
         log(f"train: everything after training must end by {time.strftime('%H:%M:%S', time.localtime(deadline.at))} "
             f"({DEADLINE_ENV}); training stops in time for it")
-    evaluations = _Evaluations(cfg, trainer, out, progress, evaluator, deadline)
+    evaluations = _Evaluations(cfg, trainer, out, progress, evaluator, deadline, on_evaluation)
     stopper = Stopper(tc.steps, tc.log_every, tc.max_minutes, deadline, process, device,
                       start_step=progress.step, start_seconds=progress.seconds)
     steplog.hint_when_slow(hint_slow_cpu and device.type == "cpu" and not tc.max_minutes and deadline is None)
@@ -139,10 +139,12 @@ class _Evaluations:
     """The EMA generator scored every train.eval_every steps and at the last (rank 0); the best so far is
     saved as best.pt with its record best.json, and kept in `progress` for the checkpoint."""
 
-    def __init__(self, cfg: Config, trainer, out: Path, progress: Progress, evaluator, deadline: Deadline | None):
+    def __init__(self, cfg: Config, trainer, out: Path, progress: Progress, evaluator, deadline: Deadline | None,
+                 on_evaluation=None):
         self.cfg, self.trainer, self.out, self.progress = cfg, trainer, out, progress
         self.evaluator = evaluator  # None: no evaluations (train.eval_every = 0, or a rank other than 0)
         self.deadline = deadline  # told how long evaluating an image takes
+        self.on_evaluation = on_evaluation  # told (step, scores) after each evaluation: a Ray Tune trial reports them
 
     def evaluate(self) -> dict:
         if self.evaluator is None:
@@ -158,6 +160,8 @@ class _Evaluations:
             write_torch_atomic(self.out / layout.BEST_GENERATOR,
                                arch.generator_file(self.cfg, self.trainer.resolution, model))
             write_json_atomic(self.out / layout.BEST_RECORD, self.progress.best)
+        if self.on_evaluation is not None:
+            self.on_evaluation(self.progress.step, scores)
         return scores
 
 
@@ -245,9 +249,11 @@ def shard_folders(cfg: Config, wd: Workdir, resolution: int) -> dict[str, Path]:
     return folders
 
 
-def run(cfg: Config, wd: Workdir, *, force: bool = False, hint_slow_cpu: bool = True, log=print) -> dict:
+def run(cfg: Config, wd: Workdir, *, force: bool = False, hint_slow_cpu: bool = True, on_evaluation=None,
+        log=print) -> dict:
     """Train `cfg`'s run unless it is up to date; `hint_slow_cpu` False leaves out the estimate a long CPU
-    run gets after its first minute (`painter run` gave one before it started)."""
+    run gets after its first minute (`painter run` gave one before it started); `on_evaluation(step, scores)`
+    is called after each evaluation (a Ray Tune trial reports them)."""
     if cfg.train.tensorboard:
         tensorboard_log.require()  # before anything is trained or written
     shards = shard_folders(cfg, wd, cfg.data.resolution)
@@ -270,5 +276,6 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, hint_slow_cpu: bool = 
             return stamp  # rank 0 skips too
         return {"summary": fit(cfg, out, shards, run_fp, fresh=force, log=lambda *_: None)}
     return run_stage("train", out, inputs,
-                     lambda folder: fit(cfg, folder, shards, run_fp, fresh=force, hint_slow_cpu=hint_slow_cpu, log=log),
+                     lambda folder: fit(cfg, folder, shards, run_fp, fresh=force, hint_slow_cpu=hint_slow_cpu,
+                                        on_evaluation=on_evaluation, log=log),
                      force=force, in_place=True, log=log)

@@ -93,6 +93,7 @@ COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
     ("public_mifid", "Kaggle MiFID", True,
      lambda v: None if _number(v.row.get("public_mifid")) is None else _fmt(v.row["public_mifid"])),
     ("public_rank", "Kaggle rank", False, kaggle_rank),
+    ("status", "status", False, lambda v: v.row.get("status")),
 ]
 
 
