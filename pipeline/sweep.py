@@ -11,10 +11,10 @@ steps.
 
 from __future__ import annotations
 
-from . import archs, chain, layout
+from . import archs, chain
 from .config import Config, load_config
 from .errors import PainterError
-from .sweep_spec import Spec, expand
+from .sweep_spec import Spec, expand, preset_path
 
 DIFFAUGMENT = "color,translation,cutout"
 MAX_STEPS = 10_000_000  # the step cap of a wall-clock budget
@@ -32,15 +32,6 @@ def steps_for_budget(cfg: Config, images: int) -> int:
         seen += arch.images_per_step(cfg, step)
         step += 1
     return max(step, 1)
-
-
-def preset_path(preset: str):
-    """configs/<preset>.toml, or a clear error listing the presets."""
-    path = layout.PRESETS / f"{preset}.toml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in layout.PRESETS.glob("*.toml")))
-        raise PainterError(f"no preset {preset!r} (configs/{preset}.toml); the presets are {known}")
-    return path
 
 
 def shorthand(names: list[str], diffaugment: list[bool | None], overrides: list[str], budget_images: int | None,

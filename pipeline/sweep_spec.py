@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .config import toml_value, tomllib
 from .errors import PainterError
+from .layout import PRESETS
 
 METRICS = ("swd", "mifid")
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
@@ -145,7 +146,6 @@ def check(spec: Spec, origin: str) -> None:
 def expand(spec: Spec) -> list[Trial]:
     """Every trial of the spec, in order: per preset, per grid point, per random draw."""
     from .config import load_config
-    from .sweep import preset_path
 
     draws = random.Random(spec.sample_seed)
     trials: list[Trial] = []
@@ -165,6 +165,15 @@ def expand(spec: Spec) -> list[Trial]:
         raise PainterError(f"the spec names {', '.join(repeated)} more than once: two trials would share a run folder "
                            "(a preset listed twice?)")
     return trials
+
+
+def preset_path(preset: str):
+    """configs/<preset>.toml, or a clear error listing the presets."""
+    path = PRESETS / f"{preset}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
+        raise PainterError(f"no preset {preset!r} (configs/{preset}.toml); the presets are {known}")
+    return path
 
 
 def _arch_sections() -> set[str]:
