@@ -19,6 +19,9 @@ from .errors import PainterError
 from .layout import Workdir
 
 STAGES = ("download", "prepare", "train", "generate", "score", "submit")
+# Schedules this long are timed before a run on a CPU; a shorter one that still takes hours gets the
+# estimate after its first minute of training (train_log) instead of a probe before every small run.
+UP_FRONT_MIN_STEPS = 1000
 
 
 def run(cfg: Config, wd: Workdir, *, until: str = "submit", force: Collection[str] = (),
@@ -59,7 +62,8 @@ def run(cfg: Config, wd: Workdir, *, until: str = "submit", force: Collection[st
 def say_cpu_cost(cfg: Config, wd: Workdir, log=print) -> bool:
     """Before anything runs: on a machine without a GPU, time a training step of `cfg` and, when its schedule
     would take longer than train_log.SLOW_CPU_HOURS, say how long and what to run instead. Not for a run
-    that a time budget or a deadline bounds, nor one already trained. Returns whether it said so."""
+    that a time budget or a deadline bounds, one already trained, or one of fewer than UP_FRONT_MIN_STEPS
+    steps. Returns whether it said so."""
     import torch
 
     from . import train
@@ -68,7 +72,8 @@ def say_cpu_cost(cfg: Config, wd: Workdir, log=print) -> bool:
     from .stopping import DEADLINE_ENV
     from .train_log import SLOW_CPU_ADVICE, SLOW_CPU_HOURS, hours_text
 
-    if cfg.train.max_minutes or os.environ.get(DEADLINE_ENV) or read_stamp(wd.run_folder(cfg.run.name).train):
+    if cfg.train.steps < UP_FRONT_MIN_STEPS or cfg.train.max_minutes or os.environ.get(DEADLINE_ENV) or \
+            read_stamp(wd.run_folder(cfg.run.name).train):
         return False
     device = resolve_device(cfg.run.device)
     if device.type != "cpu":

@@ -136,7 +136,9 @@ class Config:
 
     def section(self, name: str) -> dict[str, Any]:
         target = self.arch_options[name] if name in self.arch_options else getattr(self, name)
-        return dataclasses.asdict(target)
+        # lists as TOML and JSON give them back (run.seeds is a tuple, to be an immutable default)
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(target).items()}
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Every shared section, and the configured architecture's own one."""

@@ -298,10 +298,11 @@ def test_a_long_schedule_on_a_cpu_gets_an_estimate_and_what_to_do_instead(painte
 def test_painter_run_on_a_cpu_says_up_front_what_a_long_schedule_takes(painter, monkeypatch):
     """Before the download: a training step timed on random images of the config's size, the schedule's hours
     and the CPU preset to run instead; the estimate after training's first minute is then not repeated."""
-    from pipeline import layout, train_log
+    from pipeline import chain, layout, train_log
     from pipeline.config import load_config
 
     monkeypatch.setattr(train_log, "SLOW_CPU_MEASURE_S", 0.0)
+    monkeypatch.setattr(chain, "UP_FRONT_MIN_STEPS", 10)  # tiny schedules are not timed up front
     args = ["run", "--config", str(REPO / "configs" / "wgan-gp.toml"), "--set", "data.source=demo",
             "--set", "data.resolution=32", *TINY, "--set", "train.steps=12", "--until", "train"]
     quick = painter(*args, "--set", "run.name=quick")

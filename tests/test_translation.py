@@ -333,8 +333,8 @@ def test_a_sweep_plans_every_architecture_and_each_keeps_its_own_section():
     from pipeline import sweep
 
     assert sweep.architectures("all") == list(archs.names())
-    configs = sweep.plan(["dcgan", "cyclegan", "fastcut"], [None], ["cyclegan.crop=128", "fastcut.crop=64",
-                                                                   "data.resolution=128"], 64, None)
+    configs = sweep.plan(sweep.shorthand(["dcgan", "cyclegan", "fastcut"], [None],
+                                         ["cyclegan.crop=128", "fastcut.crop=64", "data.resolution=128"], 64, None))
     by_arch = {c.model.arch: c for c in configs}
     assert by_arch["cyclegan"].options.crop == 128 and by_arch["fastcut"].options.crop == 64
     assert "cyclegan" not in by_arch["dcgan"].to_dict()                 # another architecture's keys don't count
