@@ -1,8 +1,10 @@
 """sweep: train several architectures on one dataset under an equal budget, then generate, score and rank them.
 
-Each run is an ordinary painter run named `sweep-<arch>[-da]`, built from its preset in configs/
-plus the sweep's own --set overrides, so an interrupted sweep resumes where it stopped (finished
-stages are up to date, training resumes from its checkpoint) and a finished one costs nothing.
+A sweep is a spec (sweep_spec.py: a file, or what --archs/--diffaugment/--budget-* stand for); each trial
+is an ordinary painter run built from its preset in configs/ plus the spec's settings, so an interrupted
+sweep resumes where it stopped (finished stages are up to date, training resumes from its checkpoint)
+and a finished one costs nothing. Here the trials run one after another; sweep_ray.py hands them to Ray
+Tune, kernel/sweep.py to Kaggle.
 
 The budget is equal in real paintings shown to the (painting) discriminator, as each architecture
 counts them (WGAN's five critic steps and its warm-up count against it), or in minutes of training
