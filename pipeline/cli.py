@@ -336,7 +336,7 @@ def sweep(backend, ray_address, cpus_per_trial, gpus_per_trial, asha, parallel, 
     wd = Workdir(workdir)
     if backend == "kaggle":
         from .kernel import sweep as on_kaggle
-        runs = [one for cfg in configs for one in cfg.seed_runs()]
+        runs = stage.runs(configs)
         trials = on_kaggle.run(runs, wd, submissions, parallel=parallel, gpu=gpu, hours=hours, yes=yes,
                                retry_failed=retry_failed, interval=interval, inception_weights=inception_weights,
                                wheels=wheels, log=click.echo)
@@ -347,7 +347,7 @@ def sweep(backend, ray_address, cpus_per_trial, gpus_per_trial, asha, parallel, 
         return
     if backend == "ray":
         from . import sweep_ray
-        names = sweep_ray.run([one for cfg in configs for one in cfg.seed_runs()], wd, address=ray_address,
+        names = sweep_ray.run(stage.runs(configs), wd, address=ray_address,
                               cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, asha=asha,
                               metric=spec.metric, inception_weights=inception_weights, log=click.echo)
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import tempfile
 import zipfile
 from pathlib import Path
@@ -92,8 +93,7 @@ def _group_row(seeds: list[records.RunRecord], rows: list[dict]) -> dict:
     """The row of one setting's seeds: their mean SWD with the standard error of that mean across seeds (the
     spread training seeds cause, larger than the scorer's own), their standard deviation, the seeds' numbers."""
     values = [row["swd"] for row in rows]
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    mean, sd = statistics.mean(values), statistics.stdev(values)
 
     def mean_of(column: str):
         known = [row[column] for row in rows if row[column] is not None and not pd.isna(row[column])]
@@ -111,9 +111,10 @@ def _group_row(seeds: list[records.RunRecord], rows: list[dict]) -> dict:
 
 def _tied(above: pd.Series, row: pd.Series, by: str) -> bool:
     """Whether a row is within the uncertainty of the row above it, by what ranks both: MiFID, else SWD."""
-    metric = "mifid" if by == "mifid" and not (pd.isna(above["mifid"]) or pd.isna(row["mifid"])) else "swd"
-    if by == "mifid" and metric == "swd" and not (pd.isna(above["mifid"]) and pd.isna(row["mifid"])) or \
-            pd.isna(row[metric]) or pd.isna(above[metric]):
+    if by == "mifid" and pd.isna(above["mifid"]) != pd.isna(row["mifid"]):
+        return False  # one ranked by MiFID, the other by SWD below it: not comparable
+    metric = "mifid" if by == "mifid" and not pd.isna(row["mifid"]) else "swd"
+    if pd.isna(row[metric]) or pd.isna(above[metric]):
         return False
     se = [None if pd.isna(value) else value for value in (row[f"{metric}_se"], above[f"{metric}_se"])]
     return records.compare(row[metric], se[0], above[metric], se[1]) == "tied"
@@ -174,13 +175,12 @@ def compare(wd: Workdir, first: str, second: str) -> str:
     na, nb = a.scores, b.scores
     if na["swd"] is None or nb["swd"] is None:
         raise PainterError(f"{(a if na['swd'] is None else b).title} has no SWD yet: score it first (painter score)")
-    floors = [_dict_get(record.score, "floor_split_values") for record in (a, b)]
-    paired = na["swd_splits"] and nb["swd_splits"] and floors[0] and floors[0] == floors[1] \
-        and len(na["swd_splits"]) == len(nb["swd_splits"]) > 1
+    paired = na["swd_splits"] and nb["swd_splits"] and na["swd_floor_splits"] \
+        and na["swd_floor_splits"] == nb["swd_floor_splits"] and len(na["swd_splits"]) == len(nb["swd_splits"]) > 1
     if paired:
         differences = [x - y for x, y in zip(na["swd_splits"], nb["swd_splits"])]
-        difference = sum(differences) / len(differences)
-        se = (sum((d - difference) ** 2 for d in differences) / (len(differences) - 1) / len(differences)) ** 0.5
+        difference = statistics.mean(differences)
+        se = statistics.stdev(differences) / len(differences) ** 0.5
         how = f"paired over the same {len(differences)} splits"
     else:
         difference = na["swd"] - nb["swd"]
@@ -198,11 +198,6 @@ def compare(wd: Workdir, first: str, second: str) -> str:
     return (f"{ahead.title} is ahead of {behind.title} by {size} SWD{sure} ({how}): "
             f"{records.plus_minus(na['swd'], na['swd_se'], 2)} against "
             f"{records.plus_minus(nb['swd'], nb['swd_se'], 2)}.")
-
-
-def _dict_get(score: dict, key: str):
-    swd = score.get("swd")
-    return swd.get(key) if isinstance(swd, dict) else None
 
 
 def _find(wd: Workdir, name: str) -> records.RunRecord:

@@ -119,6 +119,7 @@ def score_numbers(report) -> dict:
     return {"swd": swd.get("value"), "swd_se": swd.get("se"), "swd_floor": swd.get("floor"),
             "swd_floor_se": swd.get("floor_se"), "swd_finest": per_level.get(finest),
             "swd_finest_se": per_level_se.get(finest), "swd_splits": swd.get("split_values"),
+            "swd_floor_splits": swd.get("floor_split_values"),
             "fid": inception.get("fid"), "fid_se": inception.get("fid_se"), "kid": inception.get("kid"),
             "mifid": inception.get("mifid"), "mifid_se": inception.get("mifid_se"),
             "copies": _dict(report.get("nearest")).get("n_copies"), "n_generated": report.get("n_generated")}

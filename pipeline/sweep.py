@@ -66,12 +66,17 @@ def plan(spec: Spec) -> list[Config]:
     return configs
 
 
+def runs(configs: list[Config]) -> list[Config]:
+    """The runs of a sweep's configs: each config's own, or one per seed of its run.seeds."""
+    return [one for cfg in configs for one in cfg.seed_runs()]
+
+
 def run(configs: list[Config], wd, *, inception_weights: str | None = None, force: bool = False, log=print) -> list[str]:
     """Each config through download -> prepare -> train -> generate -> score; returns the run names."""
-    runs = [one for cfg in configs for one in cfg.seed_runs()]  # run.seeds: each seed its own run
-    for i, cfg in enumerate(runs, 1):
-        log(f"\n== sweep {i}/{len(runs)}: {cfg.run.name} ({cfg.model.arch}, "
+    trials = runs(configs)
+    for i, cfg in enumerate(trials, 1):
+        log(f"\n== sweep {i}/{len(trials)}: {cfg.run.name} ({cfg.model.arch}, "
             f"diffaugment {cfg.train.diffaugment or 'off'}, {cfg.train.steps} steps)")
         chain.run(cfg, wd, until="score", force=("train", "generate", "score") if force else (),
                   inception_weights=inception_weights, log=log)
-    return [cfg.run.name for cfg in runs]
+    return [cfg.run.name for cfg in trials]

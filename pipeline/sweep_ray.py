@@ -48,13 +48,14 @@ def run(configs: list[Config], wd: Workdir, *, address: str | None = None, cpus_
     if asha and not all(cfg.train.eval_every for cfg in configs):
         raise PainterError("--asha decides from the evaluations during training: every trial needs train.eval_every > 0")
     root = Path(wd.root).resolve()
+    wd = Workdir(root)  # the trials' workers are told this absolute path
     for cfg in configs:  # the data once, here: trials side by side would wait on each other's prepare
-        chain.run(cfg, Workdir(root), until="prepare", log=log)
+        chain.run(cfg, wd, until="prepare", log=log)
     folder = root / "ray"
     (folder / "configs").mkdir(parents=True, exist_ok=True)
     trials = []
     for cfg in configs:
-        Workdir(root).run_folder(cfg.run.name).stopped.unlink(missing_ok=True)  # run again: no longer stopped
+        wd.run_folder(cfg.run.name).stopped.unlink(missing_ok=True)  # run again: no longer stopped
         path = folder / "configs" / f"{cfg.run.name}.toml"
         path.write_text(cfg.to_toml())
         trials.append({"name": cfg.run.name, "config": str(path)})
@@ -85,13 +86,13 @@ def run(configs: list[Config], wd: Workdir, *, address: str | None = None, cpus_
     by_name = {result.config["trial"]["name"]: result for result in results}
     for cfg in configs:
         result = by_name.get(cfg.run.name)
-        if read_stamp(Workdir(root).run_folder(cfg.run.name).score) is not None:
+        if read_stamp(wd.run_folder(cfg.run.name).score) is not None:
             continue
         if result is not None and result.error is not None:
             log(f"ray sweep: {cfg.run.name} failed: {str(result.error).splitlines()[-1]}")
             continue
         step = (result.metrics or {}).get("step") if result is not None else None
-        write_json_atomic(Workdir(root).run_folder(cfg.run.name).stopped,
+        write_json_atomic(wd.run_folder(cfg.run.name).stopped,
                           {"step": step, "by": "ASHA", "metric": eval_metric,
                            "value": (result.metrics or {}).get(eval_metric) if result is not None else None})
         log(f"ray sweep: {cfg.run.name} stopped early at step {step}: its evaluations trailed")

@@ -82,7 +82,7 @@ def test_an_unscored_run_has_no_score(tmp_path):
 def test_score_numbers_and_the_summary_line():
     old = records.score_numbers(score(41.0, fid=50.0, kid=0.01, mifid=55.0))  # one SWD, as painter wrote before
     assert old == {"swd": 41.0, "swd_se": None, "swd_floor": 24.5, "swd_floor_se": None, "swd_finest": None,
-                   "swd_finest_se": None, "swd_splits": None, "fid": 50.0, "fid_se": None, "kid": 0.01, "mifid": 55.0,
+                   "swd_finest_se": None, "swd_splits": None, "swd_floor_splits": None, "fid": 50.0, "fid_se": None, "kid": 0.01, "mifid": 55.0,
                    "mifid_se": None, "copies": 1,
                    "n_generated": 7000}
     split = score(41.0)

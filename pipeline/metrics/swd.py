@@ -17,6 +17,7 @@ floor of half against half, over K independent splits, with the mean's standard 
 from __future__ import annotations
 
 import functools
+import statistics
 import sys
 
 import numpy as np
@@ -273,8 +274,6 @@ def swd_with_floor(real: torch.Tensor, fake: torch.Tensor, seed: int, splits: in
 
 def _mean_se(values: list[float]) -> tuple[float, float | None, list[float]]:
     """The mean of one value per split, its standard error (None from one split) and the values."""
-    mean = sum(values) / len(values)
     if len(values) < 2:
-        return mean, None, values
-    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, (variance / len(values)) ** 0.5, values
+        return values[0], None, values
+    return statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5, values
