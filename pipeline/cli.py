@@ -229,7 +229,11 @@ def submit(cfg: Config, wd: Workdir, force: bool, submissions: Path, to_kaggle: 
               help="Folder for the report (default: the workdir).")
 @click.option("--compare", nargs=2, metavar="RUN RUN",
               help="Say which of two runs is closer to the paintings, by how much and how sure; writes nothing.")
-def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple[str, str] | None):
+@click.option("--setting", "settings", multiple=True, metavar="KEY",
+              help="Show this config key's value for each run as a column, e.g. --setting cut.lambda_nce; "
+                   "repeatable. A sweep's report shows the keys its spec varies.")
+def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple[str, str] | None,
+                settings: tuple[str, ...]):
     """Rank every run in the workdir: leaderboard.csv, leaderboard.md and a self-contained leaderboard.html.
 
     The report shows each run's samples, loss and evaluation curves, and the real-vs-real SWD floor. SWDs
@@ -240,8 +244,12 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple
       painter leaderboard --workdir artifacts
       painter leaderboard --kaggle --out report/
       painter leaderboard --compare cut fastcut
+      painter leaderboard --setting train.lr --setting cut.lambda_nce
     """
     from . import leaderboard as stage
+    from .config import check_key
+    for key in settings:
+        check_key(key, "--setting")
     if compare:
         click.echo(stage.compare(Workdir(workdir), *compare))
         return
@@ -249,7 +257,7 @@ def leaderboard(workdir: Path, on_kaggle: bool, out: Path | None, compare: tuple
         standings = stage.kaggle_standings(Workdir(workdir), log=click.echo)
         click.echo("Kaggle public leaderboard (MiFID, lower is better):")
         click.echo(standings.to_string(index=False, na_rep="-") + "\n")
-    stage.run(Workdir(workdir), log=click.echo, out=out)
+    stage.run(Workdir(workdir), log=click.echo, out=out, settings=list(settings))
 
 
 @main.command()
@@ -340,7 +348,8 @@ def sweep(backend, ray_address, cpus_per_trial, gpus_per_trial, asha, parallel, 
         trials = on_kaggle.run(runs, wd, submissions, parallel=parallel, gpu=gpu, hours=hours, yes=yes,
                                retry_failed=retry_failed, interval=interval, inception_weights=inception_weights,
                                wheels=wheels, log=click.echo)
-        leaderboard.run(wd, log=click.echo, runs=[cfg.run.name for cfg in runs], out=report_dir, by=spec.metric)
+        leaderboard.run(wd, log=click.echo, runs=[cfg.run.name for cfg in runs], out=report_dir, by=spec.metric,
+                        settings=spec.varied)
         failed = on_kaggle.failures(trials)
         if failed is not None:
             raise failed
@@ -352,7 +361,7 @@ def sweep(backend, ray_address, cpus_per_trial, gpus_per_trial, asha, parallel, 
                               metric=spec.metric, inception_weights=inception_weights, log=click.echo)
     else:
         names = stage.run(configs, wd, inception_weights=inception_weights, force=force, log=click.echo)
-    leaderboard.run(wd, log=click.echo, runs=names, out=report_dir, by=spec.metric)
+    leaderboard.run(wd, log=click.echo, runs=names, out=report_dir, by=spec.metric, settings=spec.varied)
 
 
 @main.command("run")

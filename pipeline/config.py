@@ -224,22 +224,36 @@ def _did_you_mean(name: str, choices, section: str | None = None) -> str:
     return f" (did you mean {section + '.' if section else ''}{close[0]}?)" if close else ""
 
 
+def _section(config: Config, section: str, origin: str):
+    """The object holding a section's keys, or an error naming the sections."""
+    if section not in SECTIONS and section not in config.arch_options:
+        sections = [*SECTIONS, *config.arch_options]
+        raise PainterError(f"{origin}: unknown config section [{section}]{_did_you_mean(section, sections)}; "
+                           f"sections are {', '.join(sections)}")
+    return config.arch_options[section] if section in config.arch_options else getattr(config, section)
+
+
+def _field(target, section: str, key: str, origin: str) -> dataclasses.Field:
+    fields = {f.name: f for f in dataclasses.fields(target)}
+    if key not in fields:
+        raise PainterError(f"{origin}: unknown config key {section}.{key}{_did_you_mean(key, fields, section)}; "
+                           f"keys of [{section}] are {', '.join(fields)}")
+    return fields[key]
+
+
+def check_key(key: str, origin: str) -> None:
+    """That `key` ("section.key") is a config key, else an error naming the nearest one."""
+    section, _, name = key.partition(".")
+    _field(_section(Config(), section, origin), section, name, origin)
+
+
 def _apply(config: Config, values: dict, origin: str) -> None:
     for section, keys in values.items():
-        if section not in SECTIONS and section not in config.arch_options:
-            sections = [*SECTIONS, *config.arch_options]
-            raise PainterError(f"{origin}: unknown config section [{section}]{_did_you_mean(section, sections)}; "
-                               f"sections are {', '.join(sections)}")
+        target = _section(config, section, origin)
         if not isinstance(keys, dict):
             raise PainterError(f"{origin}: [{section}] must be a table of keys")
-        target = config.arch_options[section] if section in config.arch_options else getattr(config, section)
-        fields = {f.name: f for f in dataclasses.fields(target)}
         for key, value in keys.items():
-            if key not in fields:
-                hint = _did_you_mean(key, fields, section)
-                raise PainterError(f"{origin}: unknown config key {section}.{key}{hint}; "
-                                   f"keys of [{section}] are {', '.join(fields)}")
-            setattr(target, key, _check_value(f"{section}.{key}", fields[key], value))
+            setattr(target, key, _check_value(f"{section}.{key}", _field(target, section, key, origin), value))
 
 
 def parse_override(text: str) -> dict:

@@ -23,9 +23,9 @@ from .layout import LEADERBOARD_CSV, Workdir
 from .records import KEY
 
 COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "swd_se",
-           "tied", "swd_finest", "swd_finest_se", "swd_floor", "swd_floor_se", "seeds", "seed_sd", "setting", "fid",
-           "fid_se", "kid", "mifid", "mifid_se", "copies", "public_mifid", "public_rank", "status"]
-TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device", "tied", "seeds", "setting", "status"}
+           "tied", "ranked_by", "swd_finest", "swd_finest_se", "swd_floor", "swd_floor_se", "seeds", "seed_sd", "setting",
+           "fid", "fid_se", "kid", "mifid", "mifid_se", "copies", "public_mifid", "public_rank", "status"]
+TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device", "tied", "ranked_by", "seeds", "setting", "status"}
 SEEDS = "seeds"  # the "where" of a row that stands for several seeds of one setting
 
 
@@ -54,35 +54,39 @@ def _row(record: records.RunRecord) -> dict:
     return row
 
 
-def _table(found: list[records.RunRecord], by: str = "mifid") -> pd.DataFrame:
-    """The ranked table, by MiFID where computed and then SWD (`by` "mifid"), or by SWD alone ("swd"): a setting
+def _table(found: list[records.RunRecord], by: str = "mifid", settings: list[str] = ()) -> pd.DataFrame:
+    """The ranked table, by MiFID where computed and then SWD (`by` "mifid"), or by SWD alone ("swd"), with a
+    column for each config key of `settings` (a sweep's varied keys), named by the key, after the fixed ones: a setting
     trained with several seeds is one row (their mean, with the standard error across seeds, and their
-    spread), its seeds' own rows under it; each row's "tied" says it is level with the row above."""
+    spread), its seeds' own rows under it; each row's "ranked_by" names the metric that placed it ("mifid" or
+    "swd") and its "tied" says it is level with the row above by that metric."""
     rows, groups = [], {}
     for record in found:
-        rows.append(_row(record))
+        rows.append({**_row(record), **{key: record.value(key) for key in settings if record.where != "baseline"}})
         if record.where != "baseline" and record.setting is not None and record.scores["swd"] is not None:
             groups.setdefault((record.where, record.setting), []).append(len(rows) - 1)
     members = {}
     for indices in groups.values():
         if len({found[i].seed for i in indices}) < 2:
             continue
-        group = _group_row([found[i] for i in indices], [rows[i] for i in indices])
+        group = {**{key: rows[indices[0]][key] for key in settings},
+                 **_group_row([found[i] for i in indices], [rows[i] for i in indices])}
         for i in indices:
             rows[i]["setting"] = group["run"]
         members[group[KEY]] = sorted((rows[i] for i in indices), key=lambda row: row["swd"])
         rows.append(group)
-    table = _frame([row for row in rows if row.get("setting") is None])
+    table = _frame([row for row in rows if row.get("setting") is None], settings)
     table = table.sort_values(["mifid", "swd"] if by == "mifid" else ["swd"], na_position="last", ignore_index=True)
-    table["tied"] = [i > 0 and _tied(table.iloc[i - 1], table.iloc[i], by) for i in range(len(table))]
+    table["ranked_by"] = ["mifid" if by == "mifid" and not pd.isna(mifid) else "swd" for mifid in table["mifid"]]
+    table["tied"] = [i > 0 and _tied(table.iloc[i - 1], table.iloc[i]) for i in range(len(table))]
     ranked = []
     for row in table.to_dict("records"):
-        ranked += [row, *({**member, "tied": False} for member in members.get(row[KEY], []))]
-    return _frame(ranked)
+        ranked += [row, *({**member, "tied": False, "ranked_by": row["ranked_by"]} for member in members.get(row[KEY], []))]
+    return _frame(ranked, settings)
 
 
-def _frame(rows: list[dict]) -> pd.DataFrame:
-    table = pd.DataFrame(rows, columns=[*COLUMNS, KEY])
+def _frame(rows: list[dict], settings: list[str]) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=[*COLUMNS, *settings, KEY])
     for column in COLUMNS:
         if column not in TEXT_COLUMNS:  # numbers, with NaN (not None) where missing
             table[column] = pd.to_numeric(table[column], errors="coerce")
@@ -109,11 +113,11 @@ def _group_row(seeds: list[records.RunRecord], rows: list[dict]) -> dict:
             "copies": sum(row["copies"] or 0 for row in rows), KEY: f"{stem} ({SEEDS})"}
 
 
-def _tied(above: pd.Series, row: pd.Series, by: str) -> bool:
-    """Whether a row is within the uncertainty of the row above it, by what ranks both: MiFID, else SWD."""
-    if by == "mifid" and pd.isna(above["mifid"]) != pd.isna(row["mifid"]):
+def _tied(above: pd.Series, row: pd.Series) -> bool:
+    """Whether a row is within the uncertainty of the row above it, by the metric that ranked both."""
+    if above["ranked_by"] != row["ranked_by"]:
         return False  # one ranked by MiFID, the other by SWD below it: not comparable
-    metric = "mifid" if by == "mifid" and not pd.isna(row["mifid"]) else "swd"
+    metric = row["ranked_by"]
     if pd.isna(row[metric]) or pd.isna(above[metric]):
         return False
     se = [None if pd.isna(value) else value for value in (row[f"{metric}_se"], above[f"{metric}_se"])]
@@ -121,19 +125,20 @@ def _tied(above: pd.Series, row: pd.Series, by: str) -> bool:
 
 
 def run(wd: Workdir, log=print, runs: list[str] | None = None, out: Path | None = None,
-        by: str = "mifid") -> pd.DataFrame:
+        by: str = "mifid", settings: list[str] = ()) -> pd.DataFrame:
     """The table of `runs` (default: every run in the workdir) as CSV, and the report (Markdown, HTML); ranked
-    by MiFID where computed, then SWD, or by SWD alone (`by` "swd", a sweep spec's metric)."""
+    by MiFID where computed, then SWD, or by SWD alone (`by` "swd", a sweep spec's metric); each config key of
+    `settings` (a sweep's grid and random keys) is a column of its own."""
     from .report import FILES_DIR, write_report
 
     found = records.read_all(wd)
     if runs is not None:  # those runs, and the baselines they were scored beside
         beside = {record.beside for record in found if record.where == "local" and record.name in runs}
         found = [record for record in found if record.name in (beside if record.where == "baseline" else runs)]
-    table = _table(found, by)
+    table = _table(found, by, list(settings))
     out = Path(out) if out is not None else wd.root
     out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out / LEADERBOARD_CSV, table[COLUMNS].to_csv(index=False).encode())
+    write_bytes_atomic(out / LEADERBOARD_CSV, table.drop(columns=KEY).to_csv(index=False).encode())
     if table.empty:
         log(f"leaderboard: no trained runs in {wd.runs_root} yet")
     else:
@@ -156,14 +161,13 @@ TIE_NOTE = (f"≈: level with the run above: their MiFIDs (else SWDs) differ by 
 
 def _on_screen(table: pd.DataFrame) -> pd.DataFrame:
     """The table as a terminal shows it: SWDs with their ±, "≈" before a run level with the one above."""
-    shown = table[[c for c in COLUMNS if not c.endswith("_se") and c not in ("tied", "setting")]].copy()
+    shown = table[[c for c in table if not c.endswith("_se") and c not in ("tied", "ranked_by", "setting", KEY)]].copy()
     shown["run"] = [f"  {run}" if isinstance(setting, str) else run  # a seed, under its setting
                     for run, setting in zip(table["run"], table["setting"])]
-    ranked_by = ["swd" if pd.isna(mifid) else "mifid" for mifid in table["mifid"]]
     for column in ("swd", "swd_finest", "swd_floor", "fid", "mifid"):
         shown[column] = [None if pd.isna(value) else ("≈ " if tied and column == by else "")
                          + records.plus_minus(value, se) for value, se, tied, by in
-                         zip(table[column], table[f"{column}_se"], table["tied"], ranked_by)]
+                         zip(table[column], table[f"{column}_se"], table["tied"], table["ranked_by"])]
     return shown
 
 

@@ -85,6 +85,11 @@ class RunRecord:
         seed = _dict(_dict(self.config).get("train")).get("seed")
         return seed if isinstance(seed, int) else None
 
+    def value(self, key: str):
+        """A config key's value ("cut.lambda_nce"), or None when the run's config does not say."""
+        section, _, name = key.partition(".")
+        return _dict(_dict(self.config).get(section)).get(name)
+
     @property
     def beside(self) -> str | None:
         """The baseline (its folder's name) this run was scored beside."""

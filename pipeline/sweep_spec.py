@@ -56,6 +56,11 @@ class Spec:
     name: str = "sweep"
     sample_seed: int = 0
 
+    @property
+    def varied(self) -> list[str]:
+        """The config keys the trials differ in (the report's settings columns)."""
+        return [*self.grid, *self.random]
+
 
 @dataclass
 class Trial:

@@ -666,3 +666,14 @@ def test_runs_ranked_by_mifid_are_level_by_its_bootstrap_error(tmp_path):
     assert "≈" not in "".join(row["SWD"] for row in md)
     by_swd = leaderboard.run(Workdir(root), log=lambda *_: None, out=tmp_path / "swd", by="swd")  # a spec's metric
     assert list(by_swd["run"]) == ["c", "b", "a"] and not by_swd["tied"].any()  # no SWD errors: exact
+
+    # Ranked by SWD (a sweep spec's metric) with SWD errors, the marks follow SWD, even though MiFID exists.
+    for name in ("a", "b", "c"):
+        path = root / "runs" / name / "score" / "score.json"
+        score = json.loads(path.read_text())
+        write_json(path, {**score, "swd": {**score["swd"], "se": 0.5}})
+    by_swd = leaderboard.run(Workdir(root), log=lambda *_: None, out=tmp_path / "swd-se", by="swd")
+    assert list(by_swd["tied"]) == [False, True, True] and set(by_swd["ranked_by"]) == {"swd"}  # 1 < 2 * 0.71
+    md = md_table((tmp_path / "swd-se" / "leaderboard.md").read_text())
+    assert [row["SWD"][:2] for row in md] == ["31", "≈ ", "≈ "]
+    assert "≈" not in "".join(row["MiFID"] for row in md)

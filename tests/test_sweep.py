@@ -156,5 +156,15 @@ def test_a_spec_file_runs_its_trials_and_ranks_them(painter, tmp_path):
     assert "sweep 2/2: s-dcgan-ema_decay0.99" in result.output
     table = pd.read_csv(tmp_path / "work" / "leaderboard.csv")
     assert sorted(table["run"]) == ["s-dcgan-ema_decay0.9", "s-dcgan-ema_decay0.99"] and table["steps"].tolist() == [4] * 2
+    # the setting the spec varies is a column: in the CSV, on screen and in the report's ranking
+    assert dict(zip(table["run"], table["train.ema_decay"])) == {"s-dcgan-ema_decay0.9": 0.9, "s-dcgan-ema_decay0.99": 0.99}
+    assert re.search(r"^\s*run .* train\.ema_decay", result.output, re.M)
+    report = (tmp_path / "work" / "leaderboard.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| rank"))
+    assert "| arch | train.ema_decay |" in header and "| 0.99 |" in report
+    asked = painter("leaderboard", "--setting", "train.ema_decay", "--setting", "dcgan.blocks", ok=False)
+    assert asked.exit_code != 0 and "unknown config section [dcgan]" in asked.output  # dcgan has no section
+    near = painter("leaderboard", "--setting", "train.ema_decy", ok=False)
+    assert "unknown config key train.ema_decy (did you mean train.ema_decay?)" in near.output
     mixed = painter("sweep", "--spec", str(spec), "--archs", "dcgan", ok=False)
     assert mixed.exit_code == 2 and "--spec holds the presets" in mixed.output

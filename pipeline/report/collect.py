@@ -57,10 +57,10 @@ class RunView:
     def swd_se(self) -> float | None:
         return _number(self.row.get("swd_se"))
 
-    @property
-    def tied(self) -> bool:
-        """Level with the run above it: the difference is within the uncertainty (leaderboard)."""
-        return bool(self.row.get("tied"))
+    def tied_by(self, metric: str) -> bool:
+        """Level with the run above it by `metric` ("swd" or "mifid"), the one that ranked both: the difference
+        is within the uncertainty (leaderboard)."""
+        return bool(self.row.get("tied")) and self.row.get("ranked_by") == metric
 
     @property
     def floor(self) -> float | None:

@@ -79,7 +79,7 @@ COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
     ("steps", "steps", True, lambda v: _int(v.row.get("steps"))),
     ("train_time", "train time", True, lambda v: duration(v.row.get("train_seconds"))),
     ("swd", "SWD", True, lambda v: None if v.swd is None
-     else ("≈ " if v.tied and _number(v.row.get("mifid")) is None else "") + _fmt_se(v.swd, v.swd_se)),
+     else ("≈ " if v.tied_by("swd") else "") + _fmt_se(v.swd, v.swd_se)),
     ("swd_finest", "SWD, finest level", True,
      lambda v: None if _number(v.row.get("swd_finest")) is None
      else _fmt_se(v.row["swd_finest"], _number(v.row.get("swd_finest_se")))),
@@ -88,7 +88,7 @@ COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
     ("fid", "FID", True, lambda v: None if _number(v.row.get("fid")) is None else _fmt(v.row["fid"])),
     ("kid", "KID", True, lambda v: None if _number(v.row.get("kid")) is None else _fmt(v.row["kid"])),
     ("mifid", "MiFID", True, lambda v: None if _number(v.row.get("mifid")) is None
-     else ("≈ " if v.tied else "") + _fmt_se(v.row["mifid"], _number(v.row.get("mifid_se")))),
+     else ("≈ " if v.tied_by("mifid") else "") + _fmt_se(v.row["mifid"], _number(v.row.get("mifid_se")))),
     ("copies", "copies", True, lambda v: _int(v.row.get("copies"))),
     ("public_mifid", "Kaggle MiFID", True,
      lambda v: None if _number(v.row.get("public_mifid")) is None else _fmt(v.row["public_mifid"])),
@@ -97,19 +97,33 @@ COLUMNS: list[tuple[str, str, bool, Callable[[RunView], str | None]]] = [
 ]
 
 
+def config_columns(views: list[RunView]) -> list[tuple[str, str, bool, Callable[[RunView], str | None]]]:
+    """A column for each config key the leaderboard was asked to show (a sweep's settings): the table names
+    those columns by the dotted key, which no other column name has."""
+    keys = [key for key in (views[0].row if views else {}) if "." in key]
+    return [(key, key, False, lambda v, key=key: _setting_text(v.row.get(key))) for key in keys]
+
+
+def _setting_text(value) -> str | None:
+    if isinstance(value, float):
+        return None if _number(value) is None else _fmt(value)  # NaN: a baseline, or a run without that key
+    return None if value is None else str(value)
+
+
 def ranking(views: list[RunView]) -> tuple[list[tuple[str, str, bool]], list[list[str | None]]]:
     """The table's columns (key, header, numeric) and rows, without columns empty for every run
-    ("where" only when some run is from Kaggle)."""
-    cells = [[get(v) for _, _, _, get in COLUMNS] for v in views]
+    ("where" only when some run is from Kaggle); a sweep's settings follow the architecture."""
+    after_arch = [key for key, *_ in COLUMNS].index("arch") + 1
+    columns = [*COLUMNS[:after_arch], *config_columns(views), *COLUMNS[after_arch:]]
+    cells = [[get(v) for _, _, _, get in columns] for v in views]
     cells = [[None if cell is None else str(cell) for cell in row] for row in cells]
     keep = []
-    for i, (key, header, numeric, _) in enumerate(COLUMNS):
+    for i, (key, header, numeric, _) in enumerate(columns):
         if key == "where" and all(v.where == "local" for v in views):
             continue
         if key in ("rank", "run") or any(row[i] is not None for row in cells):
             keep.append(i)
-    columns = [(COLUMNS[i][0], COLUMNS[i][1], COLUMNS[i][2]) for i in keep]
-    return columns, [[row[i] for i in keep] for row in cells]
+    return [columns[i][:3] for i in keep], [[row[i] for i in keep] for row in cells]
 
 
 def provenance(views: list[RunView], machine: str | None = None) -> str | None:
