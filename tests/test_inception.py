@@ -283,8 +283,10 @@ def test_fid_and_mifid_carry_a_bootstrap_standard_error_that_shrinks_with_more_i
     small, large = inception.fid_kid_mifid(real, few), inception.fid_kid_mifid(real, many)
     assert small["bootstraps"] == inception.BOOTSTRAPS and 0 < large["fid_se"] < small["fid_se"] / 2
     assert small["mifid_se"] > 0
-    # The resamples' FID, from eigenvalues, is torch-fidelity's (the closed form here) on the same statistics.
-    reference, generated = inception.feature_set(real), inception.feature_set(many)
-    eigen = inception._Reference(reference["mu"], reference["sigma"]).fid(generated["mu"], generated["sigma"])
-    assert eigen == pytest.approx(large["fid"], rel=1e-6)
+    # The resamples' FID, from eigenvalues, is torch-fidelity's (the closed form here) on the same statistics,
+    # whether the sample has more images than features (F x F problem) or fewer (N x N).
+    reference = inception.feature_set(real)
+    eigen = inception._Reference(reference["mu"], reference["sigma"])
+    assert eigen.fid(many) == pytest.approx(large["fid"], rel=1e-6)
+    assert eigen.fid(few[:d // 2]) == pytest.approx(inception.fid_kid_mifid(real, few[:d // 2])["fid"], rel=1e-6)
     assert large["fid"] == pytest.approx(0.5 ** 2 * d + (2 ** 0.5 - 1) ** 2 * d, rel=1e-6)

@@ -184,22 +184,38 @@ def _closest_distances(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 
 class _Reference:
-    """The reference statistics, with the square root of their covariance computed once, for many FIDs."""
+    """The reference statistics, for the FIDs of many samples of generated features."""
 
     def __init__(self, mu: torch.Tensor, sigma: torch.Tensor):
         self.mu, self.sigma = mu.double(), sigma.double()
-        values, vectors = torch.linalg.eigh(self.sigma)
-        self.root = (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+        self._root = None
 
-    def fid(self, mu: torch.Tensor, sigma: torch.Tensor) -> float:
-        cross = torch.linalg.eigvalsh(self.root @ sigma.double() @ self.root).clamp_min(0).sqrt().sum()
-        return float((self.mu - mu).square().sum() + self.sigma.trace() + sigma.trace() - 2 * cross)
+    @property
+    def root(self) -> torch.Tensor:
+        """S1^1/2, computed once, when a sample has more images than features."""
+        if self._root is None:
+            values, vectors = torch.linalg.eigh(self.sigma)
+            self._root = (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+        return self._root
+
+    def fid(self, sample: torch.Tensor) -> float:
+        """FID of the features `sample` (N x F) against the reference. tr((S1 S2)^1/2) is the sum of the square
+        roots of the eigenvalues of S1^1/2 S2 S1^1/2 (F x F); with S2 = X'X / (N-1), X the centred sample, those
+        are X S1 X' / (N-1)'s (N x N), the smaller problem when N < F (1,000 images against Inception's 2,048)."""
+        sample = sample.double()
+        mu, centred = sample.mean(0), sample - sample.mean(0)
+        scale = 1 / (len(sample) - 1)
+        if len(sample) < sample.shape[1]:
+            inner = centred @ self.sigma @ centred.T * scale
+        else:
+            inner = self.root @ (centred.T @ centred * scale) @ self.root
+        cross = torch.linalg.eigvalsh(inner).clamp_min(0).sqrt().sum()
+        return float((self.mu - mu).square().sum() + self.sigma.trace() + centred.square().sum() * scale - 2 * cross)
 
 
 def bootstrap_errors(real: dict, fake: dict, seed: int = 0, resamples: int = BOOTSTRAPS) -> dict:
     """Standard errors of FID and MiFID from resampling the generated images with replacement (the paintings
-    are the fixed reference). tr((S1 S2)^1/2) is taken as the sum of the square roots of the eigenvalues of
-    S1^1/2 S2 S1^1/2, with S1^1/2 computed once: a symmetric eigenproblem per resample instead of a sqrtm."""
+    are the fixed reference); each resample's FID is one symmetric eigenproblem (`_Reference.fid`)."""
     reference = _Reference(real["mu"], real["sigma"])
     features = fake["features"].double()
     distances = _closest_distances(real["features"], features)
@@ -207,8 +223,7 @@ def bootstrap_errors(real: dict, fake: dict, seed: int = 0, resamples: int = BOO
     fids, mifids = [], []
     for _ in range(resamples):
         picked = torch.randint(0, len(features), (len(features),), generator=gen)
-        sample = features[picked]
-        fid = reference.fid(sample.mean(0), torch.cov(sample.T))
+        fid = reference.fid(features[picked])
         fids.append(fid)
         mifids.append(mifid(fid, float(distances[picked].nanmean())))
     return {"fid_se": float(np.std(fids, ddof=1)), "mifid_se": float(np.std(mifids, ddof=1)),
