@@ -24,7 +24,8 @@ cached painter run, so running the script again only redoes what changed.
     .venv/bin/python bench/equal_budget.py sweep --minutes 5     # about 1.5 hours
 
 Results: bench/results/equal_budget_<suite>.json (machine, probe, one case per run: steps, training
-time, SWD, its floor, the photos' SWD; merged by run name) and the report in
+time, SWD, its floor and the photos' SWD, each with its standard error over score.splits; merged by
+run name) and the report in
 bench/results/equal_budget_<suite>/ (leaderboard.md, .html, .csv, images).
 """
 
@@ -42,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from pipeline.records import plus_minus  # noqa: E402
 from train_throughput import machine_info, read_cases, write_json_atomic  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -197,9 +199,13 @@ def main() -> None:
                       "resolution": cfg.data.resolution, "settings": settings, "budget_minutes": args.minutes,
                       "probe_seconds_per_step": round(probe[key], 4), "steps": summary["steps"],
                       "train_seconds": summary["seconds"], "precision": summary["precision"],
-                      "generated": args.count, "swd": score["swd"]["value"], "swd_floor": score["swd"]["floor"],
+                      "generated": args.count, "swd": score["swd"]["value"], "swd_se": score["swd"].get("se"),
+                      "swd_floor": score["swd"]["floor"], "swd_floor_se": score["swd"].get("floor_se"),
                       "swd_per_level": {level: round(value, 2) for level, value in score["swd"]["per_level"].items()},
+                      "swd_per_level_se": {level: round(value, 2) for level, value
+                                           in score["swd"].get("per_level_se", {}).items()},
                       "photos_swd": (score.get("photos_baseline") or {}).get("swd"),
+                      "photos_swd_se": (score.get("photos_baseline") or {}).get("swd_se"),
                       "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
     painter("leaderboard", "--workdir", str(workdir), "--out", str(report))
@@ -211,7 +217,9 @@ def main() -> None:
                             "machine": machine, "cases": merged})
     for case in merged:
         print(f"{case['run']:<16} {case['steps']:>6} steps {case['train_seconds'] / 60:6.1f} min  "
-              f"SWD {case['swd']:7.2f}  (photos {case['photos_swd']}, floor {case['swd_floor']})")
+              f"SWD {plus_minus(case['swd'], case.get('swd_se'), 2):>14}  (photos "
+              f"{plus_minus(case['photos_swd'], case.get('photos_swd_se'))}, floor "
+              f"{plus_minus(case['swd_floor'], case.get('swd_floor_se'))})")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@
 # Python and for manylinux x86-64, binary wheels only. Left out: torch, torchvision, triton, nvidia-*,
 # cuda-* (the GPU machine's own builds are what gpu_check.sh checks), and every package the GPU image
 # already has (--have). gpu_check.sh installs only the wheels whose package the machine lacks anyway.
+# Ray's wheel goes into DEST-ray/ (bench/wheels-ray/) without its Java workers' jar: 46 MB instead of
+# 79, so that each folder fits one transfer of this project's device tool (64 MiB).
 #
 # Usage: bench/fetch_wheels.sh [--python-version 3.12] [--dest bench/wheels] [--have FILE]
 #                              [--data-copy N [--data-from ../shared/data]]
@@ -45,7 +47,8 @@ done
 HAVE="numpy scipy pillow pandas matplotlib click tqdm six tensorboard pytest torchmetrics requests urllib3
 certifi idna charset-normalizer packaging protobuf python-dateutil pyyaml attrs markdown-it-py mdurl jinja2
 markupsafe setuptools typing-extensions filelock fsspec sympy networkx contourpy cycler fonttools kiwisolver
-pyparsing iniconfig pluggy pygments lightning-utilities werkzeug markdown grpcio absl-py"
+pyparsing iniconfig pluggy pygments lightning-utilities werkzeug markdown grpcio absl-py msgpack pyarrow
+aiohappyeyeballs aiosignal frozenlist multidict propcache yarl"
 
 mkdir -p "$DEST"
 "$PYTHON" - "$REPO/pyproject.toml" "$DEST" "$VERSION" "$HAVE_FILE" "$HAVE" <<'EOF'
@@ -88,13 +91,14 @@ platforms = ["manylinux2014_x86_64", "manylinux1_x86_64", "manylinux2010_x86_64"
 
 project = tomllib.loads(Path(pyproject).read_text())["project"]
 todo = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"].get("test", [])]
-fetched, skipped = {}, set()
+fetched, skipped, extras = {}, set(), {}
 while todo:
     wanted = {}
     for req in todo:
         name = normalize(req.name)
         if req.marker is not None and not req.marker.evaluate(target):
             continue
+        extras.setdefault(name, set()).update(req.extras)  # ray[tune]: tune's requirements are wanted too
         if machine_owned.match(name) or name in have:
             skipped.add(name)
         elif name not in fetched and name not in wanted:
@@ -115,15 +119,40 @@ while todo:
             with zipfile.ZipFile(wheel) as archive:
                 metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
                 message = email.parser.Parser().parsestr(archive.read(metadata).decode())
-            todo += [Requirement(text) for text in message.get_all("Requires-Dist") or []]
+            for text in message.get_all("Requires-Dist") or []:
+                req = Requirement(text)
+                if req.marker is None or any(req.marker.evaluate({**target, "extra": extra})
+                                             for extra in {"", *extras[name]}):
+                    req.marker = None
+                    todo.append(req)
     missing = set(wanted) - set(fetched)
     if missing:
         raise SystemExit(f"fetch_wheels: pip downloaded no wheel for {', '.join(sorted(missing))}")
 
+def slim_ray(wheel: Path) -> Path:
+    """Ray's wheel less ray/jars/ (the Java workers' 32 MB; painter's trials are Python), RECORD to match, in
+    a folder of its own beside dest."""
+    folder = dest.parent / f"{dest.name}-ray"
+    folder.mkdir(exist_ok=True)
+    slim = folder / wheel.name
+    with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(slim, "w") as target:
+        for info in source.infolist():
+            if info.filename.startswith("ray/jars/"):
+                continue
+            data = source.read(info)
+            if info.filename.endswith(".dist-info/RECORD"):
+                data = b"".join(line for line in data.splitlines(keepends=True) if not line.startswith(b"ray/jars/"))
+            target.writestr(info, data)
+    wheel.unlink()
+    return slim
+
+
+if "ray" in fetched:
+    fetched["ray"] = slim_ray(fetched["ray"])
 size = sum(w.stat().st_size for w in fetched.values())
 print(f"\nfetch_wheels: {len(fetched)} wheels for Python {version} in {dest} ({size / 2**20:.1f} MiB):")
 for name in sorted(fetched):
-    print(f"  {fetched[name].name}")
+    print(f"  {fetched[name].relative_to(dest.parent)} ({fetched[name].stat().st_size / 2**20:.1f} MiB)")
 print(f"left to the GPU machine: {', '.join(sorted(skipped))}")
 EOF
 

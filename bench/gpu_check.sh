@@ -7,16 +7,21 @@
 #   4. train_throughput     bench/train_throughput.py: DCGAN at 64 and 256 px against the tutorial's loop
 #   5. cyclegan_throughput  bench/cyclegan_throughput.py: against the reference loop, with MFU
 #   6. score_throughput     bench/score_throughput.py: 10,000 images generated and scored
-#   7. cut                  configs/cut.toml at 256 px, trained for the time left, generated and scored
+#   7. ray_sweep            painter sweep --backend ray: two CUT trials side by side on the GPU, ranked
+#                           (needs Ray Tune: its wheel, bench/wheels-ray/, travels on its own; without
+#                           it the phase is "unavailable" and the others still count)
+#   8. cut                  configs/cut.toml at 256 px, trained for the time left, generated and scored
 # Each phase has its own timeout; a phase that fails or times out is recorded and the next one runs.
 # Everything lands in the output folder: <phase>.log, the benchmarks' JSON, tests.xml, cut/ (grids,
-# scores), summary.json (every phase with its status, seconds and headline number) and gpu_check.log
-# (what was printed, ending in a table). About 8 minutes on one H100/H200 (--budget, seconds).
+# scores), ray_sweep/ (the sweep's report), summary.json (every phase with its status, seconds and
+# headline number) and gpu_check.log (what was printed, ending in a table). About 8 minutes on one
+# H100/H200 (--budget, seconds).
 #
 # Usage: bench/gpu_check.sh [--out DIR] [--wheels DIR] [--data DIR] [--budget S] [--pack] [--dry-run]
 #   --out DIR     output folder, new or empty (env GPU_CHECK_OUT; default $OUT when set)
-#   --wheels DIR  wheels made by bench/fetch_wheels.sh (env GPU_CHECK_WHEELS; default bench/wheels);
-#                 only those whose package the machine lacks are installed; torch & co. never are
+#   --wheels DIR  wheels made by bench/fetch_wheels.sh (env GPU_CHECK_WHEELS; default bench/wheels), and
+#                 those of DIR-ray/ beside it (Ray's); only those whose package the machine lacks are
+#                 installed; torch & co. never are
 #   --data DIR    monet_jpg/ and photo_jpg/ (env GPU_CHECK_DATA; default bench/data when it exists,
 #                 the small copy `bench/fetch_wheels.sh --data-copy N` makes, else ../shared/data)
 #   --budget S    seconds for everything (env GPU_CHECK_BUDGET; default 470, dry run 420)
@@ -34,7 +39,8 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SELF="$REPO/bench/gpu_check.sh"
 TOOLS="$REPO/bench/gpu_check_tools.py"
-PHASES=(data install tests train_throughput cyclegan_throughput score_throughput cut)
+PHASES=(data install tests train_throughput cyclegan_throughput score_throughput ray_sweep cut)
+UNAVAILABLE=3  # a phase's exit code when what it needs is not installed: recorded, not a failure
 
 now_s() { date +%s; }
 
@@ -71,7 +77,7 @@ with open(sys.argv[1], "w") as fh:
     fh.write("import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs) + "\n")
 print("machine site folders:", ", ".join(dirs))
 EOF
-    "$VPY" "$TOOLS" pick-wheels "$WHEELS" "$OUT_DIR/install.wheels.json" >"$STATE/wheels.txt" || return
+    "$VPY" "$TOOLS" pick-wheels "$OUT_DIR/install.wheels.json" "$WHEELS" "$WHEELS-ray" >"$STATE/wheels.txt" || return
     local -a wheels
     mapfile -t wheels <"$STATE/wheels.txt"
     local -a pip=("$VPY" -m pip install --no-index --no-deps --no-build-isolation --disable-pip-version-check)
@@ -116,6 +122,37 @@ phase_score_throughput() {
     [[ -n ${PAINTER_INCEPTION_WEIGHTS:-} ]] && size+=(--inception-weights "$PAINTER_INCEPTION_WEIGHTS")
     run_cmd "$VPY" "$REPO/bench/score_throughput.py" "${size[@]}" --data "$DATA" \
         --out "$OUT_DIR/score_throughput.json"
+}
+
+phase_ray_sweep() {
+    if ! "$VPY" -c "import ray.tune" 2>/dev/null; then
+        echo "ray_sweep: Ray Tune is not installed: carry bench/wheels-ray/ (bench/fetch_wheels.sh makes it)"
+        return $UNAVAILABLE
+    fi
+    # Two CUT trials (PatchNCE weight 1 and 2) under Ray Tune, each on half the GPU, for one minute of
+    # training; translating and scoring 500 photos each; the sweep's report lands in the output folder.
+    local minutes=1 count=500
+    local -a per_trial=(--gpus-per-trial 0.5 --cpus-per-trial 4)
+    local -a set=("run.device = \"$DEVICE\"" "train.eval_every = 200")
+    if [[ $DRY == 1 ]]; then
+        minutes=0.05 count=16 per_trial=(--gpus-per-trial 0 --cpus-per-trial 1)
+        set=("run.device = \"$DEVICE\"" "data.resolution = 32" "model.g_channels = 4" "model.d_channels = 4"
+             "cut.blocks = 1" "cut.crop = 32" "cut.num_patches = 16" "cut.nce_features = 8" "train.eval_images = 16"
+             "train.eval_every = 5")
+    fi
+    [[ -n ${PAINTER_INCEPTION_WEIGHTS:-} ]] || set+=("score.inception = false")
+    local spec=$SCRATCH/ray-spec.toml line
+    {
+        printf '[sweep]\npresets = ["cut"]\nbudget = { minutes = %s }\nname = "gpu-check"\n' "$minutes"
+        printf '[grid]\n"cut.lambda_nce" = [1.0, 2.0]\n[set]\n"data.source" = "%s"\n' "$DATA"
+        printf '"generate.count" = %s\n"score.max_images" = %s\n' "$count" "$count"
+        for line in "${set[@]}"; do
+            printf '"%s" =%s\n' "${line%% =*}" "${line#*=}"
+        done
+    } >"$spec"
+    cat "$spec"
+    run_cmd "$VPY" -m pipeline sweep --backend ray --spec "$spec" --workdir "$SCRATCH/ray-work" \
+        --report "$OUT_DIR/ray_sweep" "${per_trial[@]}"
 }
 
 phase_cut() {
@@ -205,12 +242,12 @@ if [[ $DRY == 1 ]]; then
     # there to stop a hang, not to time anything.
     BUDGET=${BUDGET:-420}
     declare -A CAP=([data]=30 [install]=90 [tests]=240 [train_throughput]=240 [cyclegan_throughput]=240
-                    [score_throughput]=240)
+                    [score_throughput]=240 [ray_sweep]=240)
     CUT_RESERVE=0 DEVICE=cpu CUDA_TEST_PATHS="tests/test_cuda.py"  # collecting all of tests/ costs 15 s on 2 cores
 else
     BUDGET=${BUDGET:-470}
     declare -A CAP=([data]=30 [install]=120 [tests]=180 [train_throughput]=150 [cyclegan_throughput]=150
-                    [score_throughput]=180)
+                    [score_throughput]=180 [ray_sweep]=180)
     CUT_RESERVE=100 DEVICE=cuda CUDA_TEST_PATHS="tests"  # CUT: prepare, 20 s of training, what follows
 fi
 END_RESERVE=10   # the summary and the packing
@@ -274,6 +311,7 @@ run_phase() {
     seconds=$(awk -v a="$t0" -v b="${EPOCHREALTIME/./}" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
     case $rc in
         0) status=ok ;;
+        "$UNAVAILABLE") status=unavailable ;;
         124 | 137) status=timeout ;;
         *) status=failed ;;
     esac
@@ -297,7 +335,7 @@ if [[ $DRY == 1 ]]; then
     run_phase data
     run_phase install
     export OMP_NUM_THREADS=1
-    for phase in score_throughput cut cyclegan_throughput train_throughput tests; do  # the longest first
+    for phase in score_throughput ray_sweep cut cyclegan_throughput train_throughput tests; do  # the longest first
         run_phase "$phase" &
     done
     wait
@@ -309,7 +347,7 @@ fi
 
 "$PYTHON" "$TOOLS" summary "$OUT_DIR" "$STATE/phases.tsv" "$BUDGET" "$DRY" "$(($(now_s) - START))" 2>&1 \
     | tee -a "$LOG"
-ok=$(grep -c $'\tok\t' "$STATE/phases.tsv")
+ok=$(grep -cE $'\t(ok|unavailable)\t' "$STATE/phases.tsv")
 
 if [[ $PACK == 1 ]]; then
     # Everything but the summary and the log goes into one archive.

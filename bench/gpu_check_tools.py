@@ -3,7 +3,7 @@ runs under the machine's own Python before (and whether or not) painter's enviro
 
     python bench/gpu_check_tools.py tiny-data DIR          # a tiny competition-layout data set (dry run)
     python bench/gpu_check_tools.py data-info DIR JSON     # count the paintings and photos
-    python bench/gpu_check_tools.py pick-wheels DIR JSON   # which wheels this environment lacks (one per line)
+    python bench/gpu_check_tools.py pick-wheels JSON DIR...  # which wheels this environment lacks (one per line)
     python bench/gpu_check_tools.py env-report VENV JSON   # versions, the GPU, painter's requirements
     python bench/gpu_check_tools.py key PHASE OUT          # one phase's headline number
     python bench/gpu_check_tools.py summary OUT PHASES_TSV BUDGET DRY_RUN SECONDS  # summary.json, the table
@@ -11,6 +11,7 @@ runs under the machine's own Python before (and whether or not) painter's enviro
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import re
@@ -91,11 +92,11 @@ def parse_version(text: str):
     return Version(text)
 
 
-def pick_wheels(folder: Path, out: Path) -> None:
+def pick_wheels(out: Path, folders: list[Path]) -> None:
     """Print the wheels to install: those whose distribution this Python cannot already see. The
-    machine's packages stay as they are, and torch & co. are never taken from the folder."""
+    machine's packages stay as they are, and torch & co. are never taken from the folders."""
     have = {normalize(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
-    wheels = sorted(folder.glob("*.whl")) if folder.is_dir() else []
+    wheels = sorted(path for folder in folders if folder.is_dir() for path in folder.glob("*.whl"))
     newest = {}  # two versions of one package would stop pip: the newest is installed
     for path in wheels:
         name, version = wheel_name(path)
@@ -113,7 +114,7 @@ def pick_wheels(folder: Path, out: Path) -> None:
         else:
             decisions.append({"wheel": path.name, "action": "install"})
             print(path)
-    write_json(out, {"wheels_folder": str(folder), "wheels": decisions})
+    write_json(out, {"wheels_folders": [str(folder) for folder in folders], "wheels": decisions})
     for d in decisions:
         print(f"install: {d['action']:8} {d['wheel']}" + (f" ({d['why']})" if "why" in d else ""), file=sys.stderr)
 
@@ -246,13 +247,27 @@ def _key_cut(out: Path) -> str:
             + f", {train['steps']} steps in {train['seconds']:.0f} s at {train['resolution']}px")
 
 
+def _key_ray_sweep(out: Path) -> str:
+    with open(out / "ray_sweep" / "leaderboard.csv", newline="") as fh:
+        trials = [row for row in csv.DictReader(fh) if row["where"] == "local"]
+    return f"{len(trials)} trials: " + ", ".join(
+        f"lambda_nce {row['cut.lambda_nce']} SWD {float(row['swd']):.1f} ± {float(row['swd_se'] or 'nan'):.1f}"
+        for row in trials)
+
+
 KEYS = {"data": _key_data, "install": _key_install, "tests": _key_tests,
         "train_throughput": _key_train_throughput, "cyclegan_throughput": _key_cyclegan_throughput,
-        "score_throughput": _key_score_throughput, "cut": _key_cut}
+        "score_throughput": _key_score_throughput, "ray_sweep": _key_ray_sweep, "cut": _key_cut}
 
 
 # ---------------------------------------------------------------------------------------------
 # summary
+
+
+def _last_line(log: Path) -> str:
+    """Why a phase could not run: the last line it printed."""
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return lines[-1] if lines else "-"
 
 
 def summary(out: Path, phases_tsv: Path, budget: int, dry_run: bool, elapsed: int) -> None:
@@ -264,13 +279,14 @@ def summary(out: Path, phases_tsv: Path, budget: int, dry_run: bool, elapsed: in
                        if p.is_file() and (p.name.startswith(name + ".") or p.parent.name == name))
         phases.append({"name": name, "status": status, "exit_code": int(exit_code) if exit_code else None,
                        "seconds": float(seconds), "timeout_s": int(timeout) if timeout else None,
-                       "key": key_number(name, out) if status in ("ok", "failed", "timeout") else "-",
+                       "key": key_number(name, out) if status in ("ok", "failed", "timeout") else
+                       _last_line(out / f"{name}.log") if status == "unavailable" else "-",
                        "command": command, "files": files})
     phases.sort(key=lambda p: list(KEYS).index(p["name"]))  # the dry run finishes them in any order
     env = read_json(out / "install.json") or {}
     result = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "dry_run": dry_run,
               "budget_s": budget, "seconds": elapsed,
-              "ok": all(p["status"] == "ok" for p in phases),
+              "ok": all(p["status"] in ("ok", "unavailable") for p in phases),
               "machine": {"gpu": env.get("gpu"), "torch": (env.get("versions") or {}).get("torch"),
                           "cuda_build": env.get("cuda_build"), "python": env.get("python")},
               "phases": phases}
@@ -293,7 +309,7 @@ def main(argv: list[str]) -> None:
     elif command == "data-info":
         data_info(Path(args[0]), Path(args[1]))
     elif command == "pick-wheels":
-        pick_wheels(Path(args[0]), Path(args[1]))
+        pick_wheels(Path(args[0]), [Path(arg) for arg in args[1:]])
     elif command == "env-report":
         env_report(Path(args[0]), Path(args[1]))
     elif command == "key":

@@ -17,7 +17,7 @@ from pathlib import Path
 from .conftest import REPO
 
 SCRIPT = REPO / "bench" / "gpu_check.sh"
-PHASES = ["data", "install", "tests", "train_throughput", "cyclegan_throughput", "score_throughput", "cut"]
+PHASES = ["data", "install", "tests", "train_throughput", "cyclegan_throughput", "score_throughput", "ray_sweep", "cut"]
 
 
 def make_wheel(folder: Path, name: str, version: str) -> Path:
@@ -66,6 +66,8 @@ def test_the_dry_run_runs_every_phase_and_packs_its_results(tmp_path):
     assert keys["data"] == "8 paintings, 4 photos"
     assert re.fullmatch(r"0 passed, 0 failed, \d+ skipped", keys["tests"])  # no CUDA here: all skipped
     assert keys["cut"].startswith("SWD ")
+    assert re.fullmatch(r"2 trials: lambda_nce 1\.0 SWD [\d.]+ ± [\d.]+, lambda_nce 2\.0 SWD .*", keys["ray_sweep"]) or \
+        re.fullmatch(r"2 trials: lambda_nce 2\.0 SWD .*, lambda_nce 1\.0 SWD .*", keys["ray_sweep"]), keys["ray_sweep"]
 
     with tarfile.open(out / "gpu_check.tar.gz") as archive:
         names = set(archive.getnames())
@@ -74,7 +76,8 @@ def test_the_dry_run_runs_every_phase_and_packs_its_results(tmp_path):
             assert f"{phase}.log" in names, phase
         for name in ("data.json", "install.json", "install.wheels.json", "tests.xml", "train_throughput.json",
                      "cyclegan_throughput.json", "score_throughput.json", "cut/score.json",
-                     "cut/train_summary.json", "cut/samples.png", "cut/metrics.csv"):
+                     "cut/train_summary.json", "cut/samples.png", "cut/metrics.csv", "ray_sweep/leaderboard.csv",
+                     "ray_sweep/leaderboard.html"):
             assert name in names, name
         wheel_actions = {w["wheel"].split("-")[0]: w["action"] for w in json.loads(read("install.wheels.json"))["wheels"]}
         assert wheel_actions == {"gpu_check_probe": "install", "six": "skipped", "torch": "refused"}
@@ -100,3 +103,20 @@ def test_it_refuses_a_used_output_folder_and_needs_one(tmp_path):
     nowhere = run_script("--dry-run", env={"OUT": "", "GPU_CHECK_OUT": ""}, timeout=30)
     assert nowhere.returncode == 2 and "--out DIR" in nowhere.stderr
     assert run_script("--help", timeout=30).stdout.startswith("GPU check:")
+
+
+def test_a_machine_without_ray_records_the_ray_phase_as_unavailable_not_failed(tmp_path):
+    out, state = tmp_path / "out", tmp_path / "state"
+    out.mkdir()
+    state.mkdir()
+    # This machine's own python3 has no Ray: the phase says what to carry and exits UNAVAILABLE (3).
+    env = {"VPY": "python3", "STATE": str(state), "OUT_DIR": str(out), "DRY": "1", "DEVICE": "cpu", "SCRATCH": str(tmp_path)}
+    phase = run_script("--phase", "ray_sweep", env=env, timeout=60)
+    assert phase.returncode == 3 and "carry bench/wheels-ray/" in phase.stdout
+    (out / "ray_sweep.log").write_text(phase.stdout)
+    (state / "phases.tsv").write_text("data\tok\t0\t1.0\t30\t\nray_sweep\tunavailable\t3\t0.5\t240\t\n")
+    subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check_tools.py"), "summary", str(out),
+                    str(state / "phases.tsv"), "420", "1", "2"], check=True, capture_output=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is True  # a tool that is not there is said, not counted as a failure
+    assert summary["phases"][1]["key"].startswith("ray_sweep: Ray Tune is not installed")
