@@ -24,8 +24,9 @@ cached painter run, so running the script again only redoes what changed.
     .venv/bin/python bench/equal_budget.py sweep --minutes 5     # about 1.5 hours
 
 Results: bench/results/equal_budget_<suite>.json (machine, probe, one case per run: steps, training
-time, SWD, its floor and the photos' SWD, each with its standard error over score.splits; merged by
-run name) and the report in
+time, SWD, its floor and the photos' SWD, each with its standard error over score.splits and per
+pyramid level; merged by run name), the same as a Markdown table with ties marked
+(bench/results/equal_budget_<suite>.md, what the README shows) and the report in
 bench/results/equal_budget_<suite>/ (leaderboard.md, .html, .csv, images).
 """
 
@@ -43,7 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from pipeline.records import plus_minus  # noqa: E402
+from pipeline.artifacts import write_bytes_atomic  # noqa: E402
+from pipeline.layout import Workdir  # noqa: E402
+from pipeline.records import compare, plus_minus  # noqa: E402
 from train_throughput import machine_info, read_cases, write_json_atomic  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -108,7 +111,6 @@ def probe_seconds_per_step(cfg, workdir: Path, steps: int) -> float:
 
     from pipeline import archs, prepare, train
     from pipeline.devices import Process
-    from pipeline.layout import Workdir
 
     painter("run", "--until", "prepare", *config_args(cfg, workdir))
     tensors = {domain: prepare.load_shards(folder) for domain, folder in
@@ -121,6 +123,38 @@ def probe_seconds_per_step(cfg, workdir: Path, steps: int) -> float:
     for step in range(warmup, warmup + steps):
         trainer.train_step(step)["loss_g"].item()
     return (time.perf_counter() - started) / steps
+
+
+def rounded(per_level: dict | None) -> dict:
+    return {level: round(value, 2) for level, value in (per_level or {}).items()}
+
+
+def markdown_table(cases: list[dict], budget: str) -> str:
+    """The README's table of a suite: every run, the floor and the untouched photos, best first, SWD with its
+    standard error at the mean and at the finest and coarsest levels; "≈" where a run is level with the row
+    above (records.compare, as the leaderboard marks it)."""
+    first = cases[0]
+    rows = [{"name": case["run"], "steps": f"{case['steps']:,}", "swd": case["swd"], "se": case.get("swd_se"),
+             "levels": (case["swd_per_level"], case.get("swd_per_level_se") or {}),
+             "step": f"{case['probe_seconds_per_step']:.2f} s"} for case in cases]
+    rows.append({"name": "real-vs-real floor", "steps": "", "swd": first["swd_floor"], "se": first.get("swd_floor_se"),
+                 "levels": (first.get("swd_floor_per_level") or {}, first.get("swd_floor_per_level_se") or {}),
+                 "step": ""})
+    if first.get("photos_swd") is not None:
+        rows.append({"name": "the untouched photos", "steps": "", "swd": first["photos_swd"],
+                     "se": first.get("photos_swd_se"), "step": "",
+                     "levels": (first.get("photos_per_level") or {}, first.get("photos_per_level_se") or {})})
+    rows.sort(key=lambda row: row["swd"])
+    finest, coarsest = (str(level) for level in (max(map(int, first["swd_per_level"])), min(map(int, first["swd_per_level"]))))
+    lines = [f"| run | steps in {budget} | SWD | at {finest} px | at {coarsest} px | a step |", "|---|---:|---:|---:|---:|---:|"]
+    above = None
+    for row in rows:
+        level = lambda key: plus_minus(row["levels"][0].get(key), row["levels"][1].get(key))  # noqa: E731
+        tied = above is not None and compare(row["swd"], row["se"], above["swd"], above["se"]) == "tied"
+        lines.append(f"| {row['name']} | {row['steps']} | {'≈ ' if tied else ''}{plus_minus(row['swd'], row['se'])} "
+                     f"| {level(finest)} | {level(coarsest)} | {row['step']} |")
+        above = row
+    return "\n".join(lines) + "\n"
 
 
 def config_args(cfg, workdir: Path) -> list[str]:
@@ -195,17 +229,23 @@ def main() -> None:
         run_dir = workdir / "runs" / cfg.run.name
         summary = json.loads((run_dir / "train" / "summary.json").read_text())
         score = json.loads((run_dir / "score" / "score.json").read_text())
+        baseline = (score.get("photos_baseline") or {}).get("name")
+        photos_file = Workdir(workdir).baselines_root / str(baseline) / "score.json"
+        photos = json.loads(photos_file.read_text())["swd"] if baseline and photos_file.is_file() else {}
         cases.append({"run": cfg.run.name, "arch": cfg.model.arch, "consumes": archs.get(cfg.model.arch).consumes,
                       "resolution": cfg.data.resolution, "settings": settings, "budget_minutes": args.minutes,
                       "probe_seconds_per_step": round(probe[key], 4), "steps": summary["steps"],
                       "train_seconds": summary["seconds"], "precision": summary["precision"],
                       "generated": args.count, "swd": score["swd"]["value"], "swd_se": score["swd"].get("se"),
                       "swd_floor": score["swd"]["floor"], "swd_floor_se": score["swd"].get("floor_se"),
-                      "swd_per_level": {level: round(value, 2) for level, value in score["swd"]["per_level"].items()},
-                      "swd_per_level_se": {level: round(value, 2) for level, value
-                                           in score["swd"].get("per_level_se", {}).items()},
+                      "swd_per_level": rounded(score["swd"]["per_level"]),
+                      "swd_per_level_se": rounded(score["swd"].get("per_level_se")),
+                      "swd_floor_per_level": rounded(score["swd"].get("floor_per_level")),
+                      "swd_floor_per_level_se": rounded(score["swd"].get("floor_per_level_se")),
                       "photos_swd": (score.get("photos_baseline") or {}).get("swd"),
                       "photos_swd_se": (score.get("photos_baseline") or {}).get("swd_se"),
+                      "photos_per_level": rounded(photos.get("per_level")),
+                      "photos_per_level_se": rounded(photos.get("per_level_se")),
                       "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
     painter("leaderboard", "--workdir", str(workdir), "--out", str(report))
@@ -215,11 +255,9 @@ def main() -> None:
     write_json_atomic(out, {"benchmark": f"equal_budget_{args.suite}",
                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             "machine": machine, "cases": merged})
-    for case in merged:
-        print(f"{case['run']:<16} {case['steps']:>6} steps {case['train_seconds'] / 60:6.1f} min  "
-              f"SWD {plus_minus(case['swd'], case.get('swd_se'), 2):>14}  (photos "
-              f"{plus_minus(case['photos_swd'], case.get('photos_swd_se'))}, floor "
-              f"{plus_minus(case['swd_floor'], case.get('swd_floor_se'))})")
+    table = markdown_table(merged, f"{args.minutes:g} min")
+    write_bytes_atomic(out.with_suffix(".md"), table.encode())
+    print(f"\n{table}\n(also in {out.with_suffix('.md')})")
 
 
 if __name__ == "__main__":
