@@ -132,10 +132,12 @@ phase_ray_sweep() {
     # Two CUT trials (PatchNCE weight 1 and 2) under Ray Tune, each on half the GPU, for one minute of
     # training; translating and scoring 500 photos each; the sweep's report lands in the output folder.
     local minutes=1 count=500
-    local -a per_trial=(--gpus-per-trial 0.5 --cpus-per-trial 4)
+    local -a backend=(--backend ray --gpus-per-trial 0.5 --cpus-per-trial 4)
     local -a set=("run.device = \"$DEVICE\"" "train.eval_every = 200")
     if [[ $DRY == 1 ]]; then
-        minutes=0.05 count=16 per_trial=(--gpus-per-trial 0 --cpus-per-trial 1)
+        # Ray's workers take minutes to start beside four other phases on two cores: the dry run checks
+        # this phase's spec, report and headline with the local backend (tests/test_sweep_ray.py: Ray's).
+        minutes=0.05 count=16 backend=(--backend local)
         set=("run.device = \"$DEVICE\"" "data.resolution = 32" "model.g_channels = 4" "model.d_channels = 4"
              "cut.blocks = 1" "cut.crop = 32" "cut.num_patches = 16" "cut.nce_features = 8" "train.eval_images = 16"
              "train.eval_every = 5")
@@ -151,8 +153,8 @@ phase_ray_sweep() {
         done
     } >"$spec"
     cat "$spec"
-    run_cmd "$VPY" -m pipeline sweep --backend ray --spec "$spec" --workdir "$SCRATCH/ray-work" \
-        --report "$OUT_DIR/ray_sweep" "${per_trial[@]}"
+    run_cmd "$VPY" -m pipeline sweep "${backend[@]}" --spec "$spec" --workdir "$SCRATCH/ray-work" \
+        --report "$OUT_DIR/ray_sweep"
 }
 
 phase_cut() {
