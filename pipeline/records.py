@@ -118,16 +118,24 @@ def score_numbers(report) -> dict:
     report = _dict(report)
     swd, inception = report.get("swd"), _dict(report.get("inception"))
     swd = swd if isinstance(swd, dict) else {"value": swd}
-    per_level, per_level_se = _dict(swd.get("per_level")), _dict(swd.get("per_level_se"))
-    finest = max(per_level, key=lambda level: int(level), default=None) if all(
-        level.isdigit() for level in per_level) else None
+    per_level = _levels(swd, "per_level")
+    finest = next(iter(per_level), None)
     return {"swd": swd.get("value"), "swd_se": swd.get("se"), "swd_floor": swd.get("floor"),
-            "swd_floor_se": swd.get("floor_se"), "swd_finest": per_level.get(finest),
-            "swd_finest_se": per_level_se.get(finest), "swd_splits": swd.get("split_values"),
+            "swd_floor_se": swd.get("floor_se"), "swd_per_level": per_level or None,
+            "swd_floor_per_level": _levels(swd, "floor_per_level") or None, "swd_finest": per_level.get(finest),
+            "swd_finest_se": _dict(swd.get("per_level_se")).get(finest), "swd_splits": swd.get("split_values"),
             "swd_floor_splits": swd.get("floor_split_values"),
             "fid": inception.get("fid"), "fid_se": inception.get("fid_se"), "kid": inception.get("kid"),
             "mifid": inception.get("mifid"), "mifid_se": inception.get("mifid_se"),
             "copies": _dict(report.get("nearest")).get("n_copies"), "n_generated": report.get("n_generated")}
+
+
+def _levels(swd: dict, key: str) -> dict[str, float]:
+    """{"256": value, ..., "16": value} of the pyramid levels under `key`, finest first; {} when missing or odd."""
+    levels = _dict(swd.get(key))
+    if not all(str(level).isdigit() and _is_number(value) for level, value in levels.items()):
+        return {}
+    return {level: float(levels[level]) for level in sorted(levels, key=int, reverse=True)}
 
 
 # Two scores differ when their difference exceeds TIE_Z standard errors of it (about 95% for a normal error).

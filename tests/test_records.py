@@ -81,7 +81,8 @@ def test_an_unscored_run_has_no_score(tmp_path):
 
 def test_score_numbers_and_the_summary_line():
     old = records.score_numbers(score(41.0, fid=50.0, kid=0.01, mifid=55.0))  # one SWD, as painter wrote before
-    assert old == {"swd": 41.0, "swd_se": None, "swd_floor": 24.5, "swd_floor_se": None, "swd_finest": None,
+    assert old == {"swd": 41.0, "swd_se": None, "swd_floor": 24.5, "swd_floor_se": None, "swd_per_level": None,
+                   "swd_floor_per_level": None, "swd_finest": None,
                    "swd_finest_se": None, "swd_splits": None, "swd_floor_splits": None, "fid": 50.0, "fid_se": None, "kid": 0.01, "mifid": 55.0,
                    "mifid_se": None, "copies": 1,
                    "n_generated": 7000}
@@ -91,6 +92,9 @@ def test_score_numbers_and_the_summary_line():
     numbers = records.score_numbers(split)
     assert (numbers["swd_se"], numbers["swd_floor_se"], numbers["swd_splits"]) == (0.8, 0.4, [40.0, 42.0])
     assert (numbers["swd_finest"], numbers["swd_finest_se"]) == (60.0, 1.5)  # the 256 px level, not the last key
+    assert list(numbers["swd_per_level"].items()) == [("256", 60.0), ("32", 9.0), ("16", 80.0)]  # finest first
+    split["swd"]["per_level"]["64"] = "odd"
+    assert records.score_numbers(split)["swd_per_level"] is None  # a malformed profile is not drawn
     assert records.summary_line(numbers) == "SWD 41.000 ± 0.800 (floor 24.500)"
     numbers = old
     assert records.score_numbers({"swd": 12.0})["swd"] == 12.0 and records.score_numbers(None)["swd"] is None

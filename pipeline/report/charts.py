@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from PIL import Image
 
+from .. import records
 from ..plots import figure_png, losses_png
 from .collect import RunView, _number, baselines
 from ..records import TIE_Z
@@ -161,7 +162,7 @@ def chart_final_swd(views: list[RunView], found: dict[float, list[str]]) -> byte
 def chart_swd_levels(views: list[RunView]) -> bytes | None:
     """Every scored run's SWD per Laplacian-pyramid level, from the finest (256 px: brushwork, where blur
     shows) to the coarsest (16 px: overall colour and tone), against the floor's and the photos' profiles."""
-    profiles = [(v, levels) for v in views if (levels := _levels(v.score, "per_level"))]
+    profiles = [(v, levels) for v in views if (levels := records.score_numbers(v.score)["swd_per_level"])]
     if not profiles:
         return None
     colours = _colours(views)
@@ -171,7 +172,7 @@ def chart_swd_levels(views: list[RunView]) -> bytes | None:
             dict(color=colours[view.slug], linewidth=1.4)
         ax.plot(range(len(levels)), list(levels.values()), marker="o", markersize=3,
                 label=_mpl_text(view.label, 40), **style)
-    floor = next((levels for v, _ in profiles if (levels := _levels(v.score, "floor_per_level"))), None)
+    floor = next((levels for v, _ in profiles if (levels := records.score_numbers(v.score)["swd_floor_per_level"])), None)
     if floor:
         ax.plot(range(len(floor)), list(floor.values()), color=FLOOR_COLOUR, linestyle="--", linewidth=1.2,
                 label="real-vs-real floor")
@@ -184,15 +185,6 @@ def chart_swd_levels(views: list[RunView]) -> bytes | None:
     ax.set_title("SWD per pyramid level", fontsize=10)
     fig.tight_layout()
     return _figure_png(fig)
-
-
-def _levels(score: dict, key: str) -> dict[str, float]:
-    """{"256": value, ..., "16": value} of score.json's swd, finest first; {} when missing or malformed."""
-    swd = score.get("swd") if isinstance(score.get("swd"), dict) else {}
-    levels = swd.get(key) if isinstance(swd.get(key), dict) else {}
-    if not levels or not all(str(k).isdigit() and _number(v) is not None for k, v in levels.items()):
-        return {}
-    return {k: float(levels[k]) for k in sorted(levels, key=int, reverse=True)}
 
 
 def _losses_from_metrics(metrics_csv: Path, title: str) -> bytes | None:
