@@ -145,8 +145,10 @@ def markdown_table(cases: list[dict], budget: str) -> str:
                      "se": first.get("photos_swd_se"), "step": "",
                      "levels": (first.get("photos_per_level") or {}, first.get("photos_per_level_se") or {})})
     rows.sort(key=lambda row: row["swd"])
-    finest, coarsest = (str(level) for level in (max(map(int, first["swd_per_level"])), min(map(int, first["swd_per_level"]))))
-    lines = [f"| run | steps in {budget} | SWD | at {finest} px | at {coarsest} px | a step |", "|---|---:|---:|---:|---:|---:|"]
+    levels = sorted(first["swd_per_level"], key=int)
+    finest, coarsest = levels[-1], levels[0]
+    lines = [f"| run | steps in {budget} | SWD | at {finest} px | at {coarsest} px | a step |",
+             "|---|---:|---:|---:|---:|---:|"]
     above = None
     for row in rows:
         level = lambda key: plus_minus(row["levels"][0].get(key), row["levels"][1].get(key))  # noqa: E731

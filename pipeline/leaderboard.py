@@ -23,8 +23,8 @@ from .layout import LEADERBOARD_CSV, Workdir
 from .records import KEY
 
 COLUMNS = ["run", "where", "arch", "consumes", "resolution", "steps", "train_seconds", "device", "swd", "swd_se",
-           "tied", "ranked_by", "swd_finest", "swd_finest_se", "swd_floor", "swd_floor_se", "seeds", "seed_sd", "setting",
-           "fid", "fid_se", "kid", "mifid", "mifid_se", "copies", "public_mifid", "public_rank", "status"]
+           "tied", "ranked_by", "swd_finest", "swd_finest_se", "swd_floor", "swd_floor_se", "seeds", "seed_sd",
+           "setting", "fid", "fid_se", "kid", "mifid", "mifid_se", "copies", "public_mifid", "public_rank", "status"]
 TEXT_COLUMNS = {"run", "where", "arch", "consumes", "device", "tied", "ranked_by", "seeds", "setting", "status"}
 SEEDS = "seeds"  # the "where" of a row that stands for several seeds of one setting
 
@@ -56,9 +56,9 @@ def _row(record: records.RunRecord) -> dict:
 
 def _table(found: list[records.RunRecord], by: str = "mifid", settings: list[str] = ()) -> pd.DataFrame:
     """The ranked table, by MiFID where computed and then SWD (`by` "mifid"), or by SWD alone ("swd"), with a
-    column for each config key of `settings` (a sweep's varied keys), named by the key, after the fixed ones: a setting
-    trained with several seeds is one row (their mean, with the standard error across seeds, and their
-    spread), its seeds' own rows under it; each row's "ranked_by" names the metric that placed it ("mifid" or
+    column for each config key of `settings` (a sweep's varied keys), named by the key, after the fixed ones:
+    a setting trained with several seeds is one row (their mean, with the standard error across seeds, and
+    their spread), its seeds' own rows under it; each row's "ranked_by" names the metric that placed it ("mifid" or
     "swd") and its "tied" says it is level with the row above by that metric."""
     rows, groups = [], {}
     for record in found:
@@ -81,7 +81,8 @@ def _table(found: list[records.RunRecord], by: str = "mifid", settings: list[str
     table["tied"] = [i > 0 and _tied(table.iloc[i - 1], table.iloc[i]) for i in range(len(table))]
     ranked = []
     for row in table.to_dict("records"):
-        ranked += [row, *({**member, "tied": False, "ranked_by": row["ranked_by"]} for member in members.get(row[KEY], []))]
+        seeds = members.get(row[KEY], [])
+        ranked += [row, *({**member, "tied": False, "ranked_by": row["ranked_by"]} for member in seeds)]
     return _frame(ranked, settings)
 
 

@@ -16,7 +16,6 @@ from PIL import Image
 from .. import records
 from ..plots import figure_png, losses_png
 from .collect import RunView, _number, baselines
-from ..records import TIE_Z
 from .text import _fmt
 
 GRID_MAX_WIDTH = 530    # an 8x8 grid of 64 px samples (8 * 66 + 2 px) stays pixel-exact
@@ -137,7 +136,7 @@ def chart_final_swd(views: list[RunView], found: dict[float, list[str]]) -> byte
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 1.0 * len(scored)), 3.8))
     positions = range(len(scored))
     bars = ax.bar(positions, [v.swd for v in scored], width=0.65,
-                  yerr=[TIE_Z * (v.swd_se or 0.0) for v in scored], error_kw={"elinewidth": 1, "capsize": 3},
+                  yerr=[records.TIE_Z * (v.swd_se or 0.0) for v in scored], error_kw={"elinewidth": 1, "capsize": 3},
                   color=[PHOTOS_FILL if v.baseline else BEST_COLOUR if v is best else OTHER_COLOUR for v in scored])
     for bar, view in zip(bars, scored):
         if view.baseline:
@@ -162,7 +161,8 @@ def chart_final_swd(views: list[RunView], found: dict[float, list[str]]) -> byte
 def chart_swd_levels(views: list[RunView]) -> bytes | None:
     """Every scored run's SWD per Laplacian-pyramid level, from the finest (256 px: brushwork, where blur
     shows) to the coarsest (16 px: overall colour and tone), against the floor's and the photos' profiles."""
-    profiles = [(v, levels) for v in views if (levels := records.score_numbers(v.score)["swd_per_level"])]
+    numbers = {v.slug: records.score_numbers(v.score) for v in views}
+    profiles = [(v, levels) for v in views if (levels := numbers[v.slug]["swd_per_level"])]
     if not profiles:
         return None
     colours = _colours(views)
@@ -172,7 +172,7 @@ def chart_swd_levels(views: list[RunView]) -> bytes | None:
             dict(color=colours[view.slug], linewidth=1.4)
         ax.plot(range(len(levels)), list(levels.values()), marker="o", markersize=3,
                 label=_mpl_text(view.label, 40), **style)
-    floor = next((levels for v, _ in profiles if (levels := records.score_numbers(v.score)["swd_floor_per_level"])), None)
+    floor = next((levels for v, _ in profiles if (levels := numbers[v.slug]["swd_floor_per_level"])), None)
     if floor:
         ax.plot(range(len(floor)), list(floor.values()), color=FLOOR_COLOUR, linestyle="--", linewidth=1.2,
                 label="real-vs-real floor")
