@@ -231,7 +231,7 @@ def main() -> None:
         run_dir = workdir / "runs" / cfg.run.name
         summary = json.loads((run_dir / "train" / "summary.json").read_text())
         score = json.loads((run_dir / "score" / "score.json").read_text())
-        baseline = (score.get("photos_baseline") or {}).get("name")
+        baseline = (score.get("photos_baseline") or {}).get("name")  # the photos' own score: every number
         photos_file = Workdir(workdir).baselines_root / str(baseline) / "score.json"
         photos = json.loads(photos_file.read_text())["swd"] if baseline and photos_file.is_file() else {}
         cases.append({"run": cfg.run.name, "arch": cfg.model.arch, "consumes": archs.get(cfg.model.arch).consumes,
@@ -244,8 +244,7 @@ def main() -> None:
                       "swd_per_level_se": rounded(score["swd"].get("per_level_se")),
                       "swd_floor_per_level": rounded(score["swd"].get("floor_per_level")),
                       "swd_floor_per_level_se": rounded(score["swd"].get("floor_per_level_se")),
-                      "photos_swd": (score.get("photos_baseline") or {}).get("swd"),
-                      "photos_swd_se": (score.get("photos_baseline") or {}).get("swd_se"),
+                      "photos_swd": photos.get("value"), "photos_swd_se": photos.get("se"),
                       "photos_per_level": rounded(photos.get("per_level")),
                       "photos_per_level_se": rounded(photos.get("per_level_se")),
                       "machine": machine, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})

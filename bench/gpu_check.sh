@@ -133,24 +133,23 @@ phase_ray_sweep() {
     # training; translating and scoring 500 photos each; the sweep's report lands in the output folder.
     local minutes=1 count=500
     local -a backend=(--backend ray --gpus-per-trial 0.5 --cpus-per-trial 4)
-    local -a set=("run.device = \"$DEVICE\"" "train.eval_every = 200")
+    local -a set=('"train.eval_every" = 200')
     if [[ $DRY == 1 ]]; then
         # Ray's workers take minutes to start beside four other phases on two cores: the dry run checks
         # this phase's spec, report and headline with the local backend (tests/test_sweep_ray.py: Ray's).
         minutes=0.05 count=16 backend=(--backend local)
-        set=("run.device = \"$DEVICE\"" "data.resolution = 32" "model.g_channels = 4" "model.d_channels = 4"
-             "cut.blocks = 1" "cut.crop = 32" "cut.num_patches = 16" "cut.nce_features = 8" "train.eval_images = 16"
-             "train.eval_every = 5")
+        set=('"data.resolution" = 32' '"model.g_channels" = 4' '"model.d_channels" = 4' '"cut.blocks" = 1'
+             '"cut.crop" = 32' '"cut.num_patches" = 16' '"cut.nce_features" = 8' '"train.eval_images" = 16'
+             '"train.eval_every" = 5')
     fi
-    [[ -n ${PAINTER_INCEPTION_WEIGHTS:-} ]] || set+=("score.inception = false")
-    local spec=$SCRATCH/ray-spec.toml line
+    [[ -n ${PAINTER_INCEPTION_WEIGHTS:-} ]] || set+=('"score.inception" = false')
+    local spec=$SCRATCH/ray-spec.toml
     {
         printf '[sweep]\npresets = ["cut"]\nbudget = { minutes = %s }\nname = "gpu-check"\n' "$minutes"
-        printf '[grid]\n"cut.lambda_nce" = [1.0, 2.0]\n[set]\n"data.source" = "%s"\n' "$DATA"
+        printf '[grid]\n"cut.lambda_nce" = [1.0, 2.0]\n[set]\n"data.source" = "%s"\n"run.device" = "%s"\n' \
+            "$DATA" "$DEVICE"
         printf '"generate.count" = %s\n"score.max_images" = %s\n' "$count" "$count"
-        for line in "${set[@]}"; do
-            printf '"%s" =%s\n' "${line%% =*}" "${line#*=}"
-        done
+        printf '%s\n' "${set[@]}"
     } >"$spec"
     cat "$spec"
     run_cmd "$VPY" -m pipeline sweep "${backend[@]}" --spec "$spec" --workdir "$SCRATCH/ray-work" \

@@ -203,7 +203,8 @@ class _Reference:
         roots of the eigenvalues of S1^1/2 S2 S1^1/2 (F x F); with S2 = X'X / (N-1), X the centred sample, those
         are X S1 X' / (N-1)'s (N x N), the smaller problem when N < F (1,000 images against Inception's 2,048)."""
         sample = sample.double()
-        mu, centred = sample.mean(0), sample - sample.mean(0)
+        mu = sample.mean(0)
+        centred = sample - mu
         scale = 1 / (len(sample) - 1)
         if len(sample) < sample.shape[1]:
             inner = centred @ self.sigma @ centred.T * scale
