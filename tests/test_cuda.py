@@ -306,7 +306,6 @@ def test_train_generate_and_score_on_the_gpu_through_the_cli(arch, painter, tmp_
 def test_a_run_stopped_on_one_device_resumes_on_the_other(first, then, painter, tmp_path, monkeypatch):
     """CycleGAN: the most state (pools, a host stream). Weights and optimisers carry over; the streams,
     whose form differs between a CPU and a GPU, and the loss scales start afresh."""
-    import os
     import signal
 
     real_step = base.Trainer.train_step
@@ -314,7 +313,7 @@ def test_a_run_stopped_on_one_device_resumes_on_the_other(first, then, painter, 
     def step_then_sigterm(self, step):
         stats = real_step(self, step)
         if step == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
         return stats
 
     args = [*tiny_run("cyclegan"), "--set", "cyclegan.pool_size=2"]

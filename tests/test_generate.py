@@ -1,4 +1,3 @@
-import os
 import re
 import signal
 
@@ -151,7 +150,7 @@ def test_ctrl_c_while_generating_says_how_far_it_got_and_the_same_command_resume
         def hook(module, args, output):
             batches.append(len(output))
             if len(batches) == 2:
-                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: KeyboardInterrupt in the main thread
+                signal.raise_signal(signal.SIGINT)  # a real Ctrl-C: KeyboardInterrupt in the main thread
 
         g.register_forward_hook(hook)
         return g

@@ -205,7 +205,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(painter, prepared, tmp_pat
     def step_then_sigterm(self, step):
         stats = real_step(self, step)
         if step == 5:
-            os.kill(os.getpid(), signal.SIGTERM)   # a real signal, caught by the training loop
+            signal.raise_signal(signal.SIGTERM)   # a real signal, caught by the training loop
         return stats
 
     monkeypatch.setattr(Trainer, "train_step", step_then_sigterm)
@@ -232,7 +232,7 @@ def test_a_checkpoint_of_another_precision_resumes_with_fresh_streams(painter, p
     def step_then_sigterm(self, step):
         stats = real_step(self, step)
         if step == 5:
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
         return stats
 
     monkeypatch.setattr(Trainer, "train_step", step_then_sigterm)

@@ -244,7 +244,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(arch, painter, tmp_path, m
     def step_then_sigint(self, step):
         stats = real_step(self, step)
         if step == 4:
-            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C, caught by the training loop
+            signal.raise_signal(signal.SIGINT)   # Ctrl-C, caught by the training loop
         return stats
 
     monkeypatch.setattr(Trainer, "train_step", step_then_sigint)
