@@ -23,6 +23,9 @@ cached painter run, so running the script again only redoes what changed.
     .venv/bin/python bench/equal_budget.py fewshot --minutes 2 --workdir /tmp/fs   # a quick look
     .venv/bin/python bench/equal_budget.py sweep --minutes 5     # about 1.5 hours
 
+Two invocations with different --runs may share a workdir, one a core (OMP_NUM_THREADS=1 each, after a
+--probe-only on the quiet machine): a stage that one of them is writing, the other waits for.
+
 Results: bench/results/equal_budget_<suite>.json (machine, probe, one case per run: steps, training
 time, SWD, its floor and the photos' SWD, each with its standard error over score.splits and per
 pyramid level; merged by run name), the same as a Markdown table with ties marked
@@ -112,7 +115,7 @@ def probe_seconds_per_step(cfg, workdir: Path, steps: int) -> float:
     from pipeline import archs, prepare, train
     from pipeline.devices import Process
 
-    painter("run", "--until", "prepare", *config_args(cfg, workdir))
+    painter("run", "--until", "prepare", "--wait", *config_args(cfg, workdir))
     tensors = {domain: prepare.load_shards(folder) for domain, folder in
                train.shard_folders(cfg, Workdir(workdir), cfg.data.resolution).items()}
     trainer = archs.get(cfg.model.arch).trainer(cfg, tensors, torch.device("cpu"), Process())
@@ -227,7 +230,7 @@ def main() -> None:
                        f"train.sample_every={every}", f"train.max_minutes={args.cap * args.minutes}",
                        f"generate.count={args.count}", f"score.max_images={args.count}")
         print(f"\n== {cfg.run.name}: {steps} steps ({probe[key]:.3f} s each, {args.minutes:g} min)", flush=True)
-        painter("run", "--until", "score", *config_args(cfg, workdir))
+        painter("run", "--until", "score", "--wait", *config_args(cfg, workdir))
         run_dir = workdir / "runs" / cfg.run.name
         summary = json.loads((run_dir / "train" / "summary.json").read_text())
         score = json.loads((run_dir / "score" / "score.json").read_text())
