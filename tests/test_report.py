@@ -595,7 +595,7 @@ def test_runs_within_the_uncertainty_of_the_one_above_are_marked_level(tmp_path)
                             per_level_se={"256": se * 2, "16": se})
         return {**score, "photos_baseline": {"name": PHOTOS, "swd": 52.0, "swd_se": 2.0}}
 
-    for name, swd, se in (("cut", 50.0, 1.0), ("fastcut", 51.0, 1.0), ("dcgan", 60.0, 1.0)):
+    for name, swd, se in (("cut", 50.0, 1.0), ("fastcut", 51.0, 1.0), ("dcgan", 60.0, 0.4)):
         local_run(root, name, arch=name, resolution=256, steps=100, score=with_error(swd, se))
     baseline_folder(root, PHOTOS, 52.0)
     photos = json.loads((root / "baselines" / PHOTOS / "score.json").read_text())
@@ -611,13 +611,13 @@ def test_runs_within_the_uncertainty_of_the_one_above_are_marked_level(tmp_path)
     assert "71.0 ± 2.0" in screen[2] and "24.2 ± 0.4" in screen[1]  # the finest level and the floor, with theirs
     assert any(line.startswith("≈: level with the run above") for line in lines)
     csv = pd.read_csv(tmp_path / "out" / "leaderboard.csv")
-    assert list(csv["tied"]) == [False, True, True, False] and list(csv["swd_se"]) == [1.0, 1.0, 2.0, 1.0]
+    assert list(csv["tied"]) == [False, True, True, False] and list(csv["swd_se"]) == [1.0, 1.0, 2.0, 0.4]
 
     md = md_table((tmp_path / "out" / "leaderboard.md").read_text())
-    assert [row["SWD"].strip("*") for row in md] == ["50 ± 1", "≈ 51 ± 1", "≈ 52 ± 2", "60 ± 1"]  # photos: italics
-    assert [row["SWD, finest level"].strip("*") for row in md] == ["70 ± 2", "71 ± 2", "-", "80 ± 2"]
+    assert [row["SWD"].strip("*") for row in md] == ["50 ± 1", "≈ 51 ± 1", "≈ 52 ± 2", "60.0 ± 0.4"]  # photos: italics; never "± 0"
+    assert [row["SWD, finest level"].strip("*") for row in md] == ["70 ± 2", "71 ± 2", "-", "80 ± 1"]
     page = parse_html((tmp_path / "out" / "leaderboard.html").read_text())
-    assert [row["SWD"] for row in html_table(page)] == ["50 ± 1", "≈ 51 ± 1", "≈ 52 ± 2", "60 ± 1"]
+    assert [row["SWD"] for row in html_table(page)] == ["50 ± 1", "≈ 51 ± 1", "≈ 52 ± 2", "60.0 ± 0.4"]
     text = (tmp_path / "out" / "leaderboard.md").read_text()
     assert "SWD of one half of the paintings against the other: 24.21 ± 0.40" in text
     with Image.open(tmp_path / "out" / "leaderboard_files" / "chart-swd-levels.png") as chart:  # the profiles

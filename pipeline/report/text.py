@@ -19,11 +19,16 @@ def _fmt(value) -> str:
 
 
 def _fmt_se(value, se) -> str:
-    """A value with its standard error: "57.6 ± 0.8" (the error in the value's last shown decimal place)."""
+    """A value with its standard error: "57.6 ± 0.8" (the error in the value's last shown decimal place,
+    with more places where it would read 0: "133.0 ± 0.5", not "133 ± 0")."""
     text = _fmt(value)
     if se is None:
         return text
-    decimals = len(text.split(".")[1]) if "." in text else 0
+    decimals = shown = len(text.split(".")[1]) if "." in text else 0
+    while se > 0 and round(se, decimals) == 0 and decimals < 6:
+        decimals += 1
+    if decimals > shown:
+        text = f"{_number(value):,.{decimals}f}"
     return f"{text} ± {se:.{decimals}f}"
 
 
