@@ -1,4 +1,5 @@
 import errno
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,19 @@ from pipeline.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@contextmanager
+def torch_threads(count: int):
+    """torch's intra-op CPU threads set to `count` inside the block, restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture

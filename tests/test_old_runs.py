@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from .conftest import torch_threads
+
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "workdir-b101b54"
 
 
@@ -34,10 +36,8 @@ def test_an_old_scored_run_is_ranked(tmp_path, painter):
 def two_threads():
     """The fixture was trained with two CPU threads; with another count (OMP_NUM_THREADS=1) the float sums
     are split differently and the weights differ in their last bits."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(2):
+        yield
 
 
 def test_an_old_checkpoint_resumes_to_the_uninterrupted_result(tmp_path, painter, two_threads):

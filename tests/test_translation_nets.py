@@ -10,14 +10,14 @@ from torch import nn
 from pipeline.archs.nets import (BlurDownsample, BlurUpsample, ImagePool, PatchDiscriminator, PatchSampler,
                                  ResidualBlock, ResnetGenerator, init_normal, patch_nce_loss)
 
+from .conftest import torch_threads
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """These tensors are tiny: with other work on the machine, intra-op threads cost more than they save."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def _count(module: nn.Module) -> int:
