@@ -1,7 +1,9 @@
 """checkpoint: the whole training state in <run>/train/checkpoint.pt, saved and resumed apart from the loop.
 
-A checkpoint is one dict (its keys never change, so a run checkpointed by an older painter resumes):
-  fingerprint         the inputs of the run that wrote it: another config's checkpoint is not resumed
+A checkpoint is one dict (keys are only ever added, so a run checkpointed by an older painter resumes):
+  fingerprint         the inputs of the run that wrote it: another config's checkpoint is not resumed...
+  steps_fingerprint   ...unless only its time limit (train.max_minutes) differs and it is still under the new one
+                      (absent from checkpoints written before this key existed)
   step, seconds       generator steps done, and seconds spent in training steps so far
   trainer             Trainer.state_dict(): networks, EMA, optimisers, loss scalers, rank 0's random streams
   best                best.json's record of the best evaluation so far, or None
@@ -52,11 +54,28 @@ def _on_cpu(state):
     return state
 
 
+@dataclass(frozen=True)
+class RunIdentity:
+    """Which checkpoints this run resumes: one with every input the same; or, written under another time limit,
+    one of the same steps that has trained less than this run's limit. So a raised limit continues a run, and
+    a lowered one that the run has passed starts it over (it would have stopped earlier)."""
+
+    fingerprint: str  # every input of the run
+    steps_fingerprint: str  # every input but train.max_minutes, which only says when to stop
+    max_seconds: float  # train.max_minutes in seconds; 0: no limit
+
+    def resumes(self, saved: dict) -> bool:
+        if saved["fingerprint"] == self.fingerprint:
+            return True
+        return saved.get("steps_fingerprint") == self.steps_fingerprint and \
+            (not self.max_seconds or saved["seconds"] < self.max_seconds)
+
+
 class Checkpoints:
     """One run's checkpoint.pt: resumed once at the start, saved every few steps and at the end."""
 
-    def __init__(self, path: Path, fingerprint: str, trainer, process: Process, device: torch.device):
-        self.path, self.fingerprint, self.trainer = Path(path), fingerprint, trainer
+    def __init__(self, path: Path, identity: RunIdentity, trainer, process: Process, device: torch.device):
+        self.path, self.identity, self.trainer = Path(path), identity, trainer
         self.process, self.device = process, device
         self.saved_step = 0  # of the last checkpoint on disk for this run (0: none)
 
@@ -67,7 +86,7 @@ class Checkpoints:
             dist.barrier()  # every rank reads the checkpoint before rank 0 may clear the folder
         saved = torch.load(self.path, map_location="cpu", weights_only=True) if self.path.exists() else None
         progress = Progress()
-        if saved is not None and saved["fingerprint"] == self.fingerprint and not fresh:
+        if saved is not None and self.identity.resumes(saved) and not fresh:
             progress = self._load(saved, steps, log)
         elif self.process.main:
             clear_folder(self.path.parent)
@@ -87,7 +106,9 @@ class Checkpoints:
         if own is not None and same_machine:
             self.trainer.load_streams(own)
         progress = Progress(saved["step"], saved["seconds"], saved.get("best"))
-        log(f"train: resuming from step {progress.step} of {steps}" + ("" if same_machine else
+        other_limit = "" if saved["fingerprint"] == self.identity.fingerprint else \
+            f" ({progress.seconds:.0f} s trained under another train.max_minutes)"
+        log(f"train: resuming from step {progress.step} of {steps}{other_limit}" + ("" if same_machine else
             f" (written on {saved_on['device']} in {saved_on['precision']}, now on {machine['device']} in "
             f"{machine['precision']}: the weights and optimisers carry over, random streams and loss scales "
             "start afresh)"))
@@ -100,7 +121,8 @@ class Checkpoints:
             rank_streams = [None] * self.process.world
             dist.all_gather_object(rank_streams, _on_cpu(self.trainer.streams()))  # not onto rank 0's GPUs
         if self.process.main:
-            write_torch_atomic(self.path, {"fingerprint": self.fingerprint, "step": progress.step,
+            write_torch_atomic(self.path, {"fingerprint": self.identity.fingerprint,
+                                           "steps_fingerprint": self.identity.steps_fingerprint, "step": progress.step,
                                            "seconds": progress.seconds, "trainer": self.trainer.state_dict(),
                                            "best": progress.best, "rank_streams": rank_streams,
                                            "device": self.device.type, "precision": precision(self.trainer)})

@@ -33,7 +33,7 @@ import torch.distributed as dist
 from . import archs, layout, prepare, tensorboard_log
 from .artifacts import (fingerprint, read_stamp, require_stamp, run_stage, write_bytes_atomic, write_json_atomic,
                         write_torch_atomic)
-from .checkpoint import Checkpoints, Progress, precision
+from .checkpoint import Checkpoints, Progress, RunIdentity, precision
 from .config import Config
 from .devices import Process, start_process_group
 from .errors import PainterError
@@ -52,11 +52,11 @@ def images_after_training(cfg: Config, data: dict) -> int:
     return cfg.generate.count or len(data.get("photos", ()))
 
 
-def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *, fresh: bool,
+def fit(cfg: Config, out: Path, shards: dict[str, Path], identity: RunIdentity, *, fresh: bool,
         hint_slow_cpu: bool = True, on_evaluation=None, log=print) -> dict:
     process, device = start_process_group(cfg.run.device)
     try:
-        return _fit(cfg, out, shards, run_fingerprint, process, device, fresh=fresh, hint_slow_cpu=hint_slow_cpu,
+        return _fit(cfg, out, shards, identity, process, device, fresh=fresh, hint_slow_cpu=hint_slow_cpu,
                     on_evaluation=on_evaluation, log=log)
     finally:
         # Left to interpreter shutdown, gloo's worker threads can abort the process (SIGABRT).
@@ -64,7 +64,7 @@ def fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, *
             dist.destroy_process_group()
 
 
-def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, process: Process,
+def _fit(cfg: Config, out: Path, shards: dict[str, Path], identity: RunIdentity, process: Process,
          device: torch.device, *, fresh: bool, hint_slow_cpu: bool, on_evaluation, log) -> dict:
     """Build, resume, train, finish: the run's files are written by rank 0 (under torchrun the other
     ranks' logs, evaluations and files are switched off, and they take part in the collectives only)."""
@@ -74,7 +74,7 @@ def _fit(cfg: Config, out: Path, shards: dict[str, Path], run_fingerprint: str, 
     data = {domain: prepare.load_shards(folder, device) for domain, folder in shards.items()}
     trainer = arch.trainer(cfg, data, device, process)
 
-    checkpoints = Checkpoints(out / layout.CHECKPOINT, run_fingerprint, trainer, process, device)
+    checkpoints = Checkpoints(out / layout.CHECKPOINT, identity, trainer, process, device)
     progress = checkpoints.resume(fresh=fresh, steps=tc.steps, log=log)
     if process.main:
         (out / layout.TRAIN_CONFIG).write_text(cfg.to_toml())
@@ -268,14 +268,18 @@ def run(cfg: Config, wd: Workdir, *, force: bool = False, hint_slow_cpu: bool = 
     if "photos" in shards:
         inputs["photos"] = {"fingerprint": shard_stamps["photos"]["fingerprint"]}
     run_fp = fingerprint(inputs)
+    # train.max_minutes only says when to stop: a checkpoint of the same steps under another limit is resumed
+    # while it is below this one (checkpoint.RunIdentity)
+    steps_inputs = {**inputs, "train": {key: value for key, value in train_keys.items() if key != "max_minutes"}}
+    identity = RunIdentity(run_fp, fingerprint(steps_inputs), cfg.train.max_minutes * 60)
     out = wd.run_folder(cfg.run.name).train
     if int(os.environ.get("RANK", "0")) != 0:
         # torchrun's other ranks train alongside rank 0 but write nothing, stamp included.
         stamp = read_stamp(out)
         if stamp is not None and stamp["fingerprint"] == run_fp and not force:
             return stamp  # rank 0 skips too
-        return {"summary": fit(cfg, out, shards, run_fp, fresh=force, log=lambda *_: None)}
+        return {"summary": fit(cfg, out, shards, identity, fresh=force, log=lambda *_: None)}
     return run_stage("train", out, inputs,
-                     lambda folder: fit(cfg, folder, shards, run_fp, fresh=force, hint_slow_cpu=hint_slow_cpu,
+                     lambda folder: fit(cfg, folder, shards, identity, fresh=force, hint_slow_cpu=hint_slow_cpu,
                                         on_evaluation=on_evaluation, log=log),
                      force=force, in_place=True, log=log)

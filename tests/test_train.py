@@ -222,6 +222,36 @@ def test_interrupted_and_resumed_equals_uninterrupted(painter, prepared, tmp_pat
     assert steps == list(range(1, 13))
 
 
+def test_a_raised_time_limit_continues_a_run_and_a_lowered_one_it_passed_starts_it_over(painter, prepared,
+                                                                                       tmp_path):
+    """train.max_minutes only says when to stop: under another limit the steps are the same, so the run's
+    checkpoint is resumed while it has trained less than the new limit, and not once it has trained more."""
+    folder = tmp_path / "work/runs/timed/train"
+
+    def timed(minutes: float, steps: int = 100_000):
+        result = run_cli(painter, "wgan-gp", "--set", f"train.steps={steps}", "--set", f"train.max_minutes={minutes}",
+                         "--set", "run.name=timed")
+        return result.output, pd.read_json(folder / "summary.json", typ="series")
+
+    output, first = timed(0.002)  # 0.12 s
+    assert first["stopped"] == "max_minutes" and "resuming" not in output
+    output, raised = timed(0.05)  # 3 s
+    assert f"train: resuming from step {first['steps']} of 100000 (" in output
+    assert "s trained under another train.max_minutes)" in output
+    assert raised["stopped"] == "max_minutes" and raised["steps"] > first["steps"]
+    assert pd.read_csv(folder / "metrics.csv")["step"].tolist() == list(range(1, raised["steps"] + 1))
+    output, lowered = timed(0.002)  # below the 3 s trained: the run would have stopped before
+    assert "resuming" not in output and lowered["stopped"] == "max_minutes"
+    assert pd.read_csv(folder / "metrics.csv")["step"].tolist() == list(range(1, lowered["steps"] + 1))
+
+    output, finished = timed(0, steps=12)
+    before = final_state(tmp_path, "timed")
+    output, guarded = timed(60, steps=12)  # a guard that does not bind: nothing to train again
+    assert "train: resuming from step 12 of 12" in output
+    assert guarded["steps"] == 12 and guarded["stopped"] is None
+    assert_same_state(before, final_state(tmp_path, "timed"))
+
+
 def test_a_checkpoint_of_another_precision_resumes_with_fresh_streams(painter, prepared, tmp_path, monkeypatch):
     """Moving a run between machines (a CPU and a GPU, bf16 and fp16): weights and optimisers carry
     over; random streams, whose form differs between devices, and loss scales start afresh."""
