@@ -244,7 +244,7 @@ def test_a_raised_time_limit_continues_a_run_and_a_lowered_one_it_passed_starts_
     assert "resuming" not in output and lowered["stopped"] == "max_minutes"
     assert pd.read_csv(folder / "metrics.csv")["step"].tolist() == list(range(1, lowered["steps"] + 1))
 
-    output, finished = timed(0, steps=12)
+    timed(0, steps=12)
     before = final_state(tmp_path, "timed")
     output, guarded = timed(60, steps=12)  # a guard that does not bind: nothing to train again
     assert "train: resuming from step 12 of 12" in output
